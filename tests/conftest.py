@@ -1,0 +1,51 @@
+"""Shared fixtures: fake installed plugins as `*.dist-info` folders on a private path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from townlet_core.plugins import StrategyRegistry
+
+SITE = Path(__file__).parent / "fixtures" / "site"
+
+
+@pytest.fixture
+def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Make the fake plugins importable; discovery still needs `path=[site]` or PYTHONPATH."""
+    monkeypatch.syspath_prepend(str(SITE))
+    yield SITE
+    for name in list(sys.modules):
+        if name.endswith(("_plugin", "_strategy_impl")):
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def make_registry(site: Path) -> Callable[..., tuple[StrategyRegistry, list[str]]]:
+    """Build a registry over the fake site only; returns it and the warnings it printed."""
+
+    def make(**env: str) -> tuple[StrategyRegistry, list[str]]:
+        warnings: list[str] = []
+        strict = env.pop("strict", None)
+        registry = StrategyRegistry(
+            path=[str(site)],
+            environ=env,
+            warn=warnings.append,
+            strict=None if strict is None else bool(strict),
+        )
+        return registry, warnings
+
+    return make
+
+
+@pytest.fixture
+def site_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a `townlet` subprocess that sees the fake plugins (and the real ones)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), env.get("PYTHONPATH")]))
+    env.pop("TOWNLET_STRICT_PLUGINS", None)
+    return env

@@ -1,0 +1,85 @@
+"""Townlet core: the torch-free half of the Townlet training framework.
+
+Public names are imported lazily (PEP 562), so `import townlet_core` and a plugin module's
+`from townlet_core import hookimpl, StrategySpec` stay cheap: the CLI answers `--version`
+and `strategies list` without loading pydantic, NumPy or any strategy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from townlet_core.__about__ import ENTRY_POINT_GROUP, STRATEGY_API_VERSION, __version__
+
+if TYPE_CHECKING:
+    from townlet_core.config import RunConfig
+    from townlet_core.context import Services, TrainingContext
+    from townlet_core.dto import TrainingResultDTO
+    from townlet_core.errors import (
+        ConfigError,
+        PluginLoadError,
+        TorchNotAvailableError,
+        TownletError,
+        UnknownStrategyError,
+    )
+    from townlet_core.hookspecs import hookimpl
+    from townlet_core.orchestrator import Orchestrator
+    from townlet_core.plugins import StrategyRegistry
+    from townlet_core.spec import StrategySpec
+    from townlet_core.strategy import TrainingStrategy
+    from townlet_core.torch_guard import require_torch, torch_available
+
+_EXPORTS = {
+    "ConfigError": "townlet_core.errors",
+    "Orchestrator": "townlet_core.orchestrator",
+    "PluginLoadError": "townlet_core.errors",
+    "RunConfig": "townlet_core.config",
+    "Services": "townlet_core.context",
+    "StrategyRegistry": "townlet_core.plugins",
+    "StrategySpec": "townlet_core.spec",
+    "TorchNotAvailableError": "townlet_core.errors",
+    "TownletError": "townlet_core.errors",
+    "TrainingContext": "townlet_core.context",
+    "TrainingResultDTO": "townlet_core.dto",
+    "TrainingStrategy": "townlet_core.strategy",
+    "UnknownStrategyError": "townlet_core.errors",
+    "hookimpl": "townlet_core.hookspecs",
+    "require_torch": "townlet_core.torch_guard",
+    "torch_available": "townlet_core.torch_guard",
+}
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "STRATEGY_API_VERSION",
+    "ConfigError",
+    "Orchestrator",
+    "PluginLoadError",
+    "RunConfig",
+    "Services",
+    "StrategyRegistry",
+    "StrategySpec",
+    "TorchNotAvailableError",
+    "TownletError",
+    "TrainingContext",
+    "TrainingResultDTO",
+    "TrainingStrategy",
+    "UnknownStrategyError",
+    "__version__",
+    "hookimpl",
+    "require_torch",
+    "torch_available",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'townlet_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,101 @@
+"""`townlet strategies list|show`: what is installed, read from metadata unless asked to check."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from townlet_core.cli._common import make_registry, print_table
+
+
+@click.group()
+def strategies() -> None:
+    """List and inspect installed strategies."""
+
+
+@strategies.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Import every plugin, mark broken or incompatible ones, exit 1 if any.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Include disabled plugins.")
+@click.pass_context
+def list_strategies(ctx: click.Context, as_json: bool, check: bool, show_all: bool) -> None:
+    """Show installed strategies: name, distribution, version, status, summary.
+
+    Without --check nothing is imported: the listing comes from package metadata.
+    """
+    registry = make_registry(ctx, quiet_warnings=True)
+    if check:
+        registry.load_all()
+    records = registry.records(include_disabled=show_all)
+    if as_json:
+        click.echo(json.dumps([record.as_dict() for record in records], indent=2))
+    elif not records:
+        click.echo("No strategies installed. Install one with: pip install 'townlet-core[ppo]'")
+    else:
+        rows = [
+            [r.name, r.distribution, r.version, r.status, r.error if r.error else r.summary]
+            for r in records
+        ]
+        print_table(["NAME", "DISTRIBUTION", "VERSION", "STATUS", "SUMMARY"], rows)
+    if check and any(r.status in ("broken", "incompatible", "conflict") for r in records):
+        ctx.exit(1)
+
+
+@strategies.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@click.pass_context
+def show_strategy(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show one strategy: summary, provider, requirements and its config schema."""
+    from townlet_core.config import RunSettings
+    from townlet_core.orchestrator import Orchestrator
+
+    registry = make_registry(ctx)
+    spec = registry.resolve(name)
+    record = next(r for r in registry.records() if r.name == name)
+    model = Orchestrator(registry)._resolve(spec).config_model
+    schema = model.model_json_schema()
+    info: dict[str, Any] = {
+        **record.as_dict(),
+        "config_model": spec.config_model,
+        "factory": spec.factory,
+        "config_schema": schema,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"{spec.name}: {spec.summary}")
+    click.echo(f"  distribution:        {record.distribution} {record.version}")
+    click.echo(f"  entry point:         {record.entry_point}")
+    click.echo(f"  requires torch:      {'yes' if spec.requires_torch else 'no'}")
+    requires = ", ".join(spec.requires_strategies) or "none"
+    click.echo(f"  requires strategies: {requires}")
+    click.echo(f"\nConfig section '{spec.name}' (set with --set {spec.name}.FIELD=VALUE):")
+    rows = [
+        [field, _type_name(prop), json.dumps(prop.get("default")), prop.get("description", "")]
+        for field, prop in schema.get("properties", {}).items()
+    ]
+    print_table(["FIELD", "TYPE", "DEFAULT", "DESCRIPTION"], rows, indent=2)
+    click.echo(f"\nRun settings shared by every strategy: {', '.join(RunSettings.model_fields)}")
+    click.echo("\nJSON schema:")
+    click.echo(json.dumps(schema, indent=2, default=str))
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    if "type" in prop:
+        return str(prop["type"])
+    if "anyOf" in prop:
+        return " | ".join(
+            str(option.get("type", option.get("$ref", "?"))) for option in prop["anyOf"]
+        )
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
+    if "enum" in prop:
+        return " | ".join(json.dumps(v) for v in prop["enum"])
+    return "any"

@@ -1,0 +1,100 @@
+"""`townlet train`: run one strategy by name and print its result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from townlet_core.cli._common import make_registry
+
+if TYPE_CHECKING:
+    from townlet_core.dto import TrainingResultDTO
+
+
+@click.command()
+@click.option(
+    "-s", "--strategy", metavar="NAME", help="Strategy to run (see 'townlet strategies list')."
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (.yaml, .yml, .toml or .json).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one setting, e.g. --set seed=3 --set cem.iterations=20 (repeatable).",
+)
+@click.option("--seed", type=int, help="Seed for every random generator of the run.")
+@click.option("--device", metavar="DEVICE", help="auto (default), cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run directory (must not hold an earlier run). Default: runs/NAME-TIME-XXXX.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result DTO as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    strategy: str | None,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    seed: int | None,
+    device: str | None,
+    run_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Train with a strategy: validate its config, create a run directory
+    (config.json, metrics.jsonl, result.json), run it and print the result.
+
+    Exit code 0 on success, 1 when the run finished but failed its own acceptance,
+    2 for usage, config, data or plugin errors.
+    """
+    from townlet_core.orchestrator import Orchestrator
+
+    orchestrator = Orchestrator(make_registry(ctx), quiet=quiet)
+    result = orchestrator.run(
+        strategy,
+        config=config_file,
+        overrides=overrides,
+        seed=seed,
+        device=device,
+        run_dir=run_dir,
+    )
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        click.echo(format_result(result, orchestrator.last_run_dir))
+    ctx.exit(1 if result.status == "failed" else 0)
+
+
+def format_result(result: TrainingResultDTO, run_dir: Path | None) -> str:
+    """A short readable summary: outcome, where the files are, the strategy's own numbers."""
+    from townlet_core.dto import TrainingResultDTO
+
+    outcome = "succeeded" if result.status == "succeeded" else f"FAILED: {result.status_reason}"
+    lines = [
+        f"{result.strategy} {result.strategy_version} {outcome} in {result.duration_sec:.1f}s "
+        f"(seed {result.seed}, device {result.device})",
+    ]
+    if run_dir is not None:
+        lines.append(f"  run directory: {run_dir}")
+    base = set(TrainingResultDTO.model_fields)
+    for name in type(result).model_fields:
+        if name in base:
+            continue
+        value: Any = getattr(result, name)
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, (list, dict)) and len(str(value)) > 80:
+            value = f"({len(value)} items; see result.json)"
+        lines.append(f"  {name}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Every failure a user can act on has its own exception type, with the fix in the message.
+
+The CLI turns a `TownletError` into one line on stderr and exit code 2 (a traceback only
+with `-v`). Code that is not user-facing may raise anything; it then reads as a bug.
+"""
+
+from __future__ import annotations
+
+
+class TownletError(Exception):
+    """Base of user-actionable errors. `exit_code` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class ConfigError(TownletError, ValueError):
+    """A config file, `--set` override or option value is missing, malformed or invalid."""
+
+
+class UnknownStrategyError(TownletError, LookupError):
+    """No installed (and enabled) distribution provides the requested strategy."""
+
+
+class StrategyConflictError(TownletError):
+    """Two distributions provide a strategy with the same name."""
+
+
+class PluginLoadError(TownletError):
+    """A strategy plugin could not be imported, or registered something unusable."""
+
+
+class IncompatiblePluginError(PluginLoadError):
+    """A plugin targets a core version or strategy API this core does not provide."""
+
+
+class RunDirectoryError(TownletError):
+    """The run directory cannot be created or would overwrite an earlier run."""
+
+
+class StrategyRunError(TownletError):
+    """A strategy broke its contract at run time (for example returned no result DTO)."""
+
+
+class TorchNotAvailableError(TownletError, RuntimeError):
+    """A strategy needs PyTorch, which is not installed. The message names the extra."""
+
+    def __init__(self, what: str = "This strategy", extra: str | None = None) -> None:
+        self.extra = extra
+        install = f"pip install 'townlet-core[{extra}]'" if extra else "pip install torch"
+        super().__init__(
+            f"{what} requires PyTorch, which is not installed. Install with: {install}"
+        )

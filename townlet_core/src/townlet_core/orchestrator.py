@@ -1,0 +1,349 @@
+"""`Orchestrator`: resolve a strategy by name, validate its config, run it in a run directory.
+
+    from townlet_core import Orchestrator
+    result = Orchestrator().run("cem", config={"cem": {"iterations": 30}}, seed=1)
+
+`townlet train` is a thin shell around `Orchestrator.run`. Side effects live here (run
+directory, snapshot, status, result, carried state); strategies only compute and return.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from townlet_core.config import RunConfig, build_run_config, load_config_file, validate_section
+from townlet_core.context import Services, TrainingContext
+from townlet_core.dto import TrainingResultDTO
+from townlet_core.errors import ConfigError, PluginLoadError, StrategyRunError, TownletError
+from townlet_core.metrics import MetricsSink
+from townlet_core.plugins import StrategyRegistry, install_hint
+from townlet_core.progress import Progress, progress_wanted
+from townlet_core.run_dir import RunDirectory, command_line, package_versions, utc_now
+from townlet_core.seeding import seed_everything
+from townlet_core.spec import StrategySpec, import_object
+from townlet_core.state import STATE_FILE, StateStore
+from townlet_core.strategy import TrainingStrategy
+from townlet_core.torch_guard import require_torch
+
+
+@dataclass
+class _Resolved:
+    """A strategy ready to run: its spec, provider version and config model."""
+
+    spec: StrategySpec
+    version: str
+    distribution: str
+    config_model: type[BaseModel]
+
+
+class Orchestrator:
+    """Runs strategies by name. One instance may run many times (state carries over)."""
+
+    def __init__(
+        self,
+        registry: StrategyRegistry | None = None,
+        *,
+        quiet: bool = False,
+        progress: bool | None = None,
+        log: Callable[[str], None] | None = None,
+        progress_stream: IO[str] | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else StrategyRegistry()
+        self.quiet = quiet
+        self._progress_stream = progress_stream or sys.stderr
+        self._progress = (
+            progress_wanted(quiet, self._progress_stream) if progress is None else progress
+        )
+        self._log = log or (lambda message: print(message, file=sys.stderr))
+        #: The run directory of the latest run (kept even when the run failed).
+        self.last_run_dir: Path | None = None
+        self._resolved: dict[str, _Resolved] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def run(
+        self,
+        strategy: str | None = None,
+        *,
+        config: Path | str | Mapping[str, Any] | None = None,
+        overrides: Sequence[str] = (),
+        seed: int | None = None,
+        device: str | None = None,
+        run_dir: Path | str | None = None,
+    ) -> TrainingResultDTO:
+        """Run one strategy and return its result DTO (also written to `result.json`).
+
+        `config` is a YAML/TOML/JSON file or a mapping shaped like one; `overrides` are
+        `a.b=value` strings; `seed`, `device` and `run_dir` win over both.
+        """
+        file = Path(config) if isinstance(config, (str, Path)) else None
+        data = config if isinstance(config, Mapping) else None
+        name = strategy or _strategy_from_config(data, file)
+        if self.registry.strict:
+            self.registry.load_all()
+        specs = self.registry.resolve_with_requirements(name)
+        resolved = {spec.name: self._resolve(spec) for spec in specs}
+        run_config = build_run_config(
+            name,
+            {n: r.config_model for n, r in resolved.items()},
+            file=file,
+            data=data,
+            overrides=overrides,
+            explicit={
+                "seed": seed,
+                "device": device,
+                "run_dir": Path(run_dir) if run_dir is not None else None,
+            },
+        )
+        main = resolved[name]
+        strategy_obj = self._instantiate(main)
+        self._check_device(main.spec, run_config.run.device)
+        directory = RunDirectory.create(
+            run_config.run.run_dir, runs_root=run_config.run.runs_root, strategy=name
+        )
+        self.last_run_dir = directory.path
+        directory.write_snapshot(
+            {
+                "strategy": name,
+                "seed": run_config.run.seed,
+                "device": run_config.run.device,
+                "config": run_config.snapshot(),
+                "config_source": run_config.source,
+                "overrides": list(run_config.overrides),
+                "strategies": {
+                    n: {"distribution": r.distribution, "version": r.version}
+                    for n, r in resolved.items()
+                },
+                "versions": package_versions([r.distribution for r in resolved.values()]),
+                "command": command_line(),
+                "created_at": utc_now().isoformat(),
+            }
+        )
+        store = StateStore(run_config.run.runs_root / STATE_FILE)
+        states: dict[str, dict[str, Any]] = {}
+        result = self._execute(
+            main,
+            strategy_obj,
+            run_config.section(name),
+            run_config,
+            directory,
+            store=store,
+            states=states,
+        )
+        for namespace, value in states.items():
+            store.save(namespace, value)
+        return result
+
+    # ------------------------------------------------------------------ internals
+
+    def _resolve(self, spec: StrategySpec) -> _Resolved:
+        if spec.name in self._resolved:
+            return self._resolved[spec.name]
+        record = next(r for r in self.registry.records() if r.name == spec.name)
+        try:
+            model = import_object(spec.config_model)
+        except Exception as exc:
+            raise PluginLoadError(
+                f"strategy '{spec.name}' ({record.label}): cannot import its config model "
+                f"{spec.config_model}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise PluginLoadError(
+                f"strategy '{spec.name}' ({record.label}): config model {spec.config_model} "
+                "is not a pydantic model"
+            )
+        resolved = _Resolved(spec, record.version, record.distribution, model)
+        self._resolved[spec.name] = resolved
+        return resolved
+
+    def _instantiate(self, resolved: _Resolved) -> TrainingStrategy:
+        spec = resolved.spec
+        if spec.requires_torch:
+            extra = install_hint(spec.name)
+            require_torch(
+                f"Strategy '{spec.name}'",
+                spec.name if extra else None,
+            )
+        try:
+            strategy = import_object(spec.factory)()
+        except TownletError:
+            raise
+        except Exception as exc:
+            raise PluginLoadError(
+                f"strategy '{spec.name}' ({resolved.distribution} {resolved.version}): cannot "
+                f"create it from {spec.factory}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(strategy, TrainingStrategy):
+            raise PluginLoadError(
+                f"strategy '{spec.name}': {spec.factory} returned {type(strategy).__name__}, "
+                "which lacks the TrainingStrategy members (name, requires_torch, prepare, run)"
+            )
+        if strategy.name != spec.name:
+            raise PluginLoadError(
+                f"strategy '{spec.name}': {spec.factory} returned a strategy named "
+                f"{strategy.name!r}"
+            )
+        return strategy
+
+    @staticmethod
+    def _check_device(spec: StrategySpec, device: str) -> None:
+        if not spec.requires_torch and device not in ("auto", "cpu"):
+            raise ConfigError(
+                f"--device {device}: strategy '{spec.name}' does not use torch and runs on the "
+                "CPU; use --device cpu or auto"
+            )
+
+    def _progress_factory(self) -> Callable[[int | None, str], Progress]:
+        def make(total: int | None, desc: str) -> Progress:
+            return Progress(total, desc, enabled=self._progress, stream=self._progress_stream)
+
+        return make
+
+    def _execute(
+        self,
+        resolved: _Resolved,
+        strategy: TrainingStrategy,
+        section: BaseModel,
+        run_config: RunConfig,
+        directory: RunDirectory,
+        *,
+        store: StateStore,
+        states: dict[str, dict[str, Any]],
+        parent: TrainingContext | None = None,
+        warm_start: Path | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> TrainingResultDTO:
+        spec = resolved.spec
+        seed = run_config.run.seed
+        if spec.name not in states:
+            states[spec.name] = store.load(spec.name)
+        directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
+        sink = MetricsSink(directory.metrics_path, rotate_after=run_config.run.metrics.rotate_after)
+        context = TrainingContext(
+            spec=spec,
+            strategy_version=resolved.version,
+            config=run_config,
+            seed=seed,
+            device=run_config.run.device,
+            run_dir=directory.path,
+            registry=self.registry,
+            metrics=sink,
+            services=Services(rng=seed_everything(seed), progress=self._progress_factory()),
+            state=states[spec.name],
+            warm_start=warm_start,
+            extras=extras or {},
+            parent=parent,
+            _run_child=self._child_runner(store, states),
+        )
+        if parent is None and not self.quiet:
+            self._log(f"townlet: running '{spec.name}' in {directory.path}")
+        try:
+            with sink:
+                strategy.prepare(context)
+                result = strategy.run(context, section)
+            result = self._accept_result(spec, result, directory, sink)
+        except KeyboardInterrupt:
+            directory.mark("interrupted", error="interrupted by the user (Ctrl-C or SIGINT)")
+            raise
+        except TownletError as exc:
+            directory.mark("error", error=str(exc))
+            raise
+        except Exception as exc:
+            message = f"strategy '{spec.name}' failed: {type(exc).__name__}: {exc}"
+            directory.mark("error", error=message)
+            raise StrategyRunError(message) from exc
+        directory.write_result(result.model_dump_json())
+        directory.mark(
+            result.status,
+            finished_at=utc_now().isoformat(),
+            **({"reason": result.status_reason} if result.status_reason else {}),
+        )
+        return result
+
+    @staticmethod
+    def _accept_result(
+        spec: StrategySpec, result: object, directory: RunDirectory, sink: MetricsSink
+    ) -> TrainingResultDTO:
+        if not isinstance(result, TrainingResultDTO):
+            raise StrategyRunError(
+                f"strategy '{spec.name}' returned {type(result).__name__}, not a "
+                "TrainingResultDTO; build the result with context.run_fields()"
+            )
+        if result.strategy != spec.name:
+            raise StrategyRunError(
+                f"strategy '{spec.name}' returned a result for {result.strategy!r}"
+            )
+        artifacts = {
+            "config": directory.relative(directory.config_path),
+            "status": directory.relative(directory.status_path),
+            "result": directory.relative(directory.result_path),
+        }
+        if sink.files:
+            artifacts["metrics"] = directory.relative(directory.metrics_path)
+        artifacts.update(result.artifacts)
+        return result.model_copy(update={"artifacts": artifacts})
+
+    def _child_runner(
+        self, store: StateStore, states: dict[str, dict[str, Any]]
+    ) -> Callable[..., TrainingResultDTO]:
+        def run_child(
+            parent: TrainingContext,
+            name: str,
+            overrides: dict[str, Any],
+            stage: str,
+            warm_start: Path | None,
+            extras: dict[str, Any],
+        ) -> TrainingResultDTO:
+            if name not in parent.config.sections:
+                raise ConfigError(
+                    f"strategy '{parent.strategy}' tried to run '{name}', which it does not "
+                    "declare in requires_strategies"
+                )
+            resolved = self._resolve(self.registry.resolve(name))
+            base = parent.config.section(name).model_dump()
+            section = validate_section(
+                resolved.config_model,
+                {**base, **overrides},
+                section=name,
+                source=f"stage '{stage}' of '{parent.strategy}'",
+            )
+            strategy = self._instantiate(resolved)
+            self._check_device(resolved.spec, parent.device)
+            directory = RunDirectory.create(
+                parent.run_dir / "stages" / stage, runs_root=parent.run_dir, strategy=name
+            )
+            return self._execute(
+                resolved,
+                strategy,
+                section,
+                parent.config,
+                directory,
+                store=store,
+                states=states,
+                parent=parent,
+                warm_start=warm_start,
+                extras=extras,
+            )
+
+        return run_child
+
+
+def _strategy_from_config(data: Mapping[str, Any] | None, file: Path | None) -> str:
+    """The `strategy` a config names, needed before its sections can be validated."""
+    source: Mapping[str, Any] = (
+        data if data is not None else (load_config_file(file) if file else {})
+    )
+    name = source.get("strategy")
+    if not name:
+        raise ConfigError(
+            "no strategy given: pass --strategy NAME or set 'strategy' in the config file"
+        )
+    if not isinstance(name, str):
+        raise ConfigError(f"{file or 'config'}: strategy: must be a strategy name, got {name!r}")
+    return name

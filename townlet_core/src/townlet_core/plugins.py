@@ -1,0 +1,479 @@
+"""Strategy discovery and loading: metadata first, import only what a command needs.
+
+Policy (see docs/adr/0004-policy-training-strategies.md):
+
+* Discovery reads installed distribution metadata and imports nothing. Two distributions
+  providing one strategy name are a *conflict*; a plugin whose `Requires-Dist` excludes this
+  core is *incompatible*. Neither is ever imported.
+* A strategy is imported only when a command needs it. The *requested* strategy failing to
+  load is an error; an *unrelated* broken or incompatible plugin costs one warning line.
+* `TOWNLET_LOAD_PLUGINS` (unset: all, empty: none, else a comma list of distributions),
+  `TOWNLET_DISABLE_PLUGINS` (comma list of distributions) and `TOWNLET_STRICT_PLUGINS=1`
+  (every warning becomes an error) select what is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Literal
+
+from townlet_core.__about__ import (
+    CORE_DISTRIBUTION,
+    ENTRY_POINT_GROUP,
+    FIRST_PARTY_EXTRAS,
+    STRATEGY_API_VERSION,
+    __version__,
+)
+from townlet_core._suggest import did_you_mean
+from townlet_core.errors import (
+    IncompatiblePluginError,
+    PluginLoadError,
+    StrategyConflictError,
+    TownletError,
+    UnknownStrategyError,
+)
+from townlet_core.spec import StrategySpec
+
+PluginStatus = Literal["ok", "broken", "incompatible", "conflict", "disabled"]
+
+ENV_LOAD = "TOWNLET_LOAD_PLUGINS"
+ENV_DISABLE = "TOWNLET_DISABLE_PLUGINS"
+ENV_STRICT = "TOWNLET_STRICT_PLUGINS"
+
+IN_PROCESS = "<in-process>"
+
+
+def normalize_distribution(name: str) -> str:
+    """PEP 503 normalisation, so `Townlet_Foo` and `townlet-foo` name the same distribution."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def install_hint(strategy: str) -> str | None:
+    """The command that installs a first-party strategy, or None for unknown names."""
+    extra = FIRST_PARTY_EXTRAS.get(strategy)
+    return f"pip install 'townlet-core[{extra}]'" if extra else None
+
+
+def _parse_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An exception's message on one line (pluggy's validation errors span several)."""
+    return " ".join(str(exc).split())
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"townlet: warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class PluginRecord:
+    """One strategy as discovery sees it: filled from metadata, completed on import."""
+
+    name: str
+    distribution: str
+    version: str
+    entry_point: str
+    summary: str = ""
+    status: PluginStatus = "ok"
+    error: str | None = None
+    #: Filled once the plugin module has been imported and registered its spec.
+    spec: StrategySpec | None = None
+    _entry_point: metadata.EntryPoint | None = field(default=None, repr=False)
+    _warned: bool = field(default=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.distribution} {self.version}"
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape `townlet strategies list --json` prints (stable; extend, don't rename)."""
+        spec = self.spec
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "entry_point": self.entry_point,
+            "status": self.status,
+            "error": self.error,
+            "summary": spec.summary if spec else self.summary,
+            "loaded": spec is not None,
+            "requires_torch": spec.requires_torch if spec else None,
+            "requires_strategies": list(spec.requires_strategies) if spec else None,
+            "api_version": spec.api_version if spec else None,
+        }
+
+
+class SpecCollector:
+    """What a `townlet_register_strategies` implementation receives as `registry`."""
+
+    def __init__(self) -> None:
+        self.specs: list[StrategySpec] = []
+
+    def add(self, spec: StrategySpec) -> None:
+        """Register one strategy. Call once per strategy the plugin provides."""
+        if not isinstance(spec, StrategySpec):
+            raise TypeError(f"registry.add() takes a StrategySpec, got {type(spec).__name__}")
+        if any(existing.name == spec.name for existing in self.specs):
+            raise ValueError(f"strategy {spec.name!r} registered twice by one plugin")
+        self.specs.append(spec)
+
+
+def _core_conflict(dist: metadata.Distribution) -> str | None:
+    """Why `dist` cannot run on this core (from its Requires-Dist), or None if it can."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    for line in dist.requires or ():
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if normalize_distribution(requirement.name) != CORE_DISTRIBUTION:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # a requirement under one of the plugin's own extras
+        try:
+            compatible = requirement.specifier.contains(Version(__version__), prereleases=True)
+        except InvalidVersion:  # pragma: no cover - our own version is always valid
+            compatible = True
+        if not compatible:
+            return f"requires {CORE_DISTRIBUTION}{requirement.specifier}; installed {__version__}"
+    return None
+
+
+class StrategyRegistry:
+    """Discovers strategy plugins and hands out their `StrategySpec`s by name.
+
+    Build one per command (or per test). `discover=False` gives an empty, isolated registry
+    for in-process registration with `add_plugin`; `path` restricts discovery to some
+    directories (tests point it at fake `*.dist-info` folders).
+    """
+
+    def __init__(
+        self,
+        *,
+        discover: bool = True,
+        path: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        strict: bool | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        import pluggy
+
+        from townlet_core.hookspecs import PROJECT_NAME, TownletHookSpecs
+
+        env = os.environ if environ is None else environ
+        self.strict = env_flag(env.get(ENV_STRICT)) if strict is None else strict
+        self._warn_sink = warn or _stderr_warning
+        self._records: list[PluginRecord] = []
+        self._pm = pluggy.PluginManager(PROJECT_NAME)
+        self._pm.add_hookspecs(TownletHookSpecs)
+        self._pending_warnings: list[str] = []
+        #: Specs collected per plugin object: one module may back several entry points.
+        self._collected: dict[int, list[StrategySpec]] = {}
+        if discover:
+            self._discover(path, env)
+
+    # ----------------------------------------------------------------- metadata phase
+
+    def _discover(self, path: Sequence[str] | None, env: Mapping[str, str]) -> None:
+        seen: set[str] = set()
+        distributions = (
+            metadata.distributions(path=list(path))
+            if path is not None
+            else metadata.distributions()
+        )
+        for dist in distributions:
+            dist_name = dist.metadata["Name"] or ""
+            key = normalize_distribution(dist_name)
+            if not key or key in seen:
+                continue  # the same distribution found twice on the path: first one wins
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+            if not eps:
+                continue
+            seen.add(key)
+            conflict = _core_conflict(dist)
+            for ep in eps:
+                record = PluginRecord(
+                    name=ep.name,
+                    distribution=dist_name,
+                    version=dist.version,
+                    entry_point=ep.value,
+                    summary=dist.metadata["Summary"] or "",
+                    _entry_point=ep,
+                )
+                if conflict:
+                    record.status, record.error = "incompatible", conflict
+                self._records.append(record)
+        self._apply_environment(env)
+        self._mark_conflicts()
+        for message in self._pending_warnings:
+            if self.strict:
+                raise PluginLoadError(message + f" ({ENV_STRICT} is set)")
+
+    def _apply_environment(self, env: Mapping[str, str]) -> None:
+        load = env.get(ENV_LOAD)
+        disabled = {normalize_distribution(n) for n in _parse_list(env.get(ENV_DISABLE, ""))}
+        wanted = None if load is None else {normalize_distribution(n) for n in _parse_list(load)}
+        present = {normalize_distribution(r.distribution) for r in self._records}
+        for name in sorted((wanted or set()) - present):
+            self._pending_warnings.append(
+                f"{ENV_LOAD} names '{name}', which is not installed or provides no strategy"
+            )
+            self._warn_sink(self._pending_warnings[-1])
+        for record in self._records:
+            key = normalize_distribution(record.distribution)
+            if wanted is not None and key not in wanted:
+                record.status, record.error = "disabled", f"not listed in {ENV_LOAD}"
+            elif key in disabled:
+                record.status, record.error = "disabled", f"listed in {ENV_DISABLE}"
+
+    def _mark_conflicts(self) -> None:
+        by_name: dict[str, list[PluginRecord]] = {}
+        for record in self._records:
+            if record.status != "disabled":
+                by_name.setdefault(record.name, []).append(record)
+        for records in by_name.values():
+            if len({normalize_distribution(r.distribution) for r in records}) < 2:
+                continue
+            for record in records:
+                others = ", ".join(r.label for r in records if r is not record)
+                record.status, record.error = "conflict", f"also provided by {others}"
+
+    # ------------------------------------------------------------------ listing
+
+    def records(self, *, include_disabled: bool = False) -> list[PluginRecord]:
+        """Every discovered strategy, sorted by name; disabled ones only when asked."""
+        chosen = [r for r in self._records if include_disabled or r.status != "disabled"]
+        return sorted(chosen, key=lambda r: (r.name, normalize_distribution(r.distribution)))
+
+    def available(self) -> list[str]:
+        """Names of strategies that can be requested (discovered, enabled, not in trouble)."""
+        return sorted({r.name for r in self._records if r.status == "ok"})
+
+    # ------------------------------------------------------------------ import phase
+
+    def add_plugin(
+        self, plugin: object, *, distribution: str = IN_PROCESS, version: str = "0"
+    ) -> list[StrategySpec]:
+        """Register a plugin object or module in-process (tests, notebooks, scripts).
+
+        Every strategy it registers becomes available under its own name.
+        """
+        specs = self._register(plugin, plugin_name=f"{distribution}:{id(plugin)}")
+        for spec in specs:
+            self._records.append(
+                PluginRecord(
+                    name=spec.name,
+                    distribution=distribution,
+                    version=version,
+                    entry_point=getattr(plugin, "__name__", type(plugin).__name__),
+                    summary=spec.summary,
+                    spec=spec,
+                )
+            )
+            self._check_api(self._records[-1])
+        self._mark_conflicts()
+        return specs
+
+    def _register(self, plugin: object, *, plugin_name: str) -> list[StrategySpec]:
+        """Register `plugin` with pluggy and collect what its hook adds. Raises on misuse."""
+        from pluggy import PluginValidationError
+
+        if id(plugin) in self._collected:
+            return self._collected[id(plugin)]
+
+        try:
+            self._pm.register(plugin, name=plugin_name)
+            self._pm.check_pending()
+        except PluginValidationError as exc:
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            raise IncompatiblePluginError(f"invalid hook implementation: {one_line(exc)}") from exc
+        collector = SpecCollector()
+        impls = [
+            impl
+            for impl in self._pm.hook.townlet_register_strategies.get_hookimpls()
+            if impl.plugin is plugin
+        ]
+        if not impls:
+            raise PluginLoadError("implements no townlet_register_strategies hook")
+        for impl in impls:
+            # Pass only the arguments the implementation asked for (pluggy's opt-in rule).
+            impl.function(**{arg: collector for arg in impl.argnames if arg == "registry"})
+        self._collected[id(plugin)] = collector.specs
+        return collector.specs
+
+    def _check_api(self, record: PluginRecord) -> None:
+        spec = record.spec
+        if spec is not None and spec.api_version != STRATEGY_API_VERSION:
+            record.status = "incompatible"
+            record.error = (
+                f"written for strategy API v{spec.api_version}; "
+                f"this core supports v{STRATEGY_API_VERSION}"
+            )
+
+    def _load(self, record: PluginRecord) -> StrategySpec:
+        """Import one discovered entry point and return its spec, or raise PluginLoadError."""
+        if record.spec is not None:
+            return record.spec
+        assert record._entry_point is not None
+        try:
+            plugin = record._entry_point.load()
+            specs = self._register(plugin, plugin_name=f"{record.distribution}:{record.name}")
+        except TownletError as exc:
+            record.status, record.error = (
+                "incompatible" if isinstance(exc, IncompatiblePluginError) else "broken",
+                str(exc),
+            )
+            raise
+        except Exception as exc:
+            record.status, record.error = "broken", f"{type(exc).__name__}: {one_line(exc)}"
+            raise PluginLoadError(record.error) from exc
+        matching = [spec for spec in specs if spec.name == record.name]
+        if not matching:
+            registered = ", ".join(spec.name for spec in specs) or "nothing"
+            record.status = "broken"
+            record.error = (
+                f"entry point '{record.name}' registered no strategy named '{record.name}' "
+                f"(it registered: {registered})"
+            )
+            raise PluginLoadError(record.error)
+        record.spec = matching[0]
+        record.summary = record.spec.summary
+        self._check_api(record)
+        if record.status == "incompatible":
+            raise IncompatiblePluginError(record.error or "incompatible")
+        return record.spec
+
+    def resolve(self, name: str) -> StrategySpec:
+        """The spec of strategy `name`, importing only its plugin module.
+
+        Raises `UnknownStrategyError`, `StrategyConflictError`, `IncompatiblePluginError` or
+        `PluginLoadError` with a message that says what to do.
+        """
+        records = [r for r in self._records if r.name == name]
+        active = [r for r in records if r.status != "disabled"]
+        if not records:
+            raise UnknownStrategyError(self._unknown_message(name))
+        if not active:
+            raise UnknownStrategyError(
+                f"Strategy '{name}' is provided by {records[0].label}, which is disabled "
+                f"({records[0].error}). Change {ENV_LOAD} / {ENV_DISABLE} to use it."
+            )
+        if len(active) > 1:
+            labels = " and ".join(r.label for r in active)
+            raise StrategyConflictError(
+                f"Conflicting strategy '{name}' provided by {labels}; uninstall one or set "
+                f"{ENV_DISABLE}={active[-1].distribution}"
+            )
+        record = active[0]
+        self._warn_about_others(exclude=record)
+        if record.status in ("incompatible", "broken"):
+            error_type = (
+                IncompatiblePluginError if record.status == "incompatible" else PluginLoadError
+            )
+            raise error_type(self._load_failure(record, record.error))
+        try:
+            return self._load(record)
+        except PluginLoadError as exc:
+            raise type(exc)(self._load_failure(record, str(exc))) from exc
+
+    def resolve_with_requirements(self, name: str) -> list[StrategySpec]:
+        """`name` and, recursively, every strategy it composes, failing before any training."""
+        resolved: dict[str, StrategySpec] = {}
+        queue = [name]
+        while queue:
+            current = queue.pop(0)
+            if current in resolved:
+                continue
+            spec = self.resolve(current)
+            resolved[current] = spec
+            missing = [
+                req
+                for req in spec.requires_strategies
+                if req not in resolved
+                and not any(r.name == req and r.status != "disabled" for r in self._records)
+            ]
+            if missing:
+                hints = "; ".join(
+                    f"{req} -> {install_hint(req) or 'no installed distribution provides it'}"
+                    for req in missing
+                )
+                raise UnknownStrategyError(
+                    f"Strategy '{current}' requires strategies "
+                    f"{', '.join(spec.requires_strategies)}; missing: {hints}"
+                )
+            queue.extend(spec.requires_strategies)
+        return list(resolved.values())
+
+    def load_all(self) -> list[PluginRecord]:
+        """Import every enabled plugin (for `strategies list --check` and strict mode).
+
+        A plugin that fails is marked broken or incompatible and reported with one warning
+        line; in strict mode the first failure raises instead.
+        """
+        for record in self.records():
+            if record.status == "ok" and record.spec is None:
+                with contextlib.suppress(PluginLoadError):
+                    self._load(record)
+            if record.status in ("broken", "incompatible", "conflict"):
+                self._warn(record)
+        return self.records()
+
+    # ------------------------------------------------------------------ messages
+
+    def _unknown_message(self, name: str) -> str:
+        installed = self.available()
+        message = f"Unknown strategy '{name}'. Installed: {', '.join(installed) or '(none)'}."
+        hint = install_hint(name)
+        if hint:
+            return f"{message} Install with: {hint}"
+        suggestion = did_you_mean(name, installed)
+        if suggestion:
+            return f"{message[:-1]}{suggestion}"
+        return f"{message} Run 'townlet strategies list' to see what is installed."
+
+    @staticmethod
+    def _load_failure(record: PluginRecord, reason: str | None) -> str:
+        hint = f" Reinstall or upgrade {record.distribution}."
+        return f"strategy '{record.name}' ({record.label}) failed to load: {reason}.{hint}"
+
+    def _warn(self, record: PluginRecord) -> None:
+        if record._warned:
+            return
+        record._warned = True
+        message = f"skipped strategy '{record.name}' from {record.label}: {record.error}"
+        if self.strict:
+            raise PluginLoadError(f"{message} ({ENV_STRICT} is set)")
+        self._warn_sink(f"{message} (run 'townlet strategies list --check' for details)")
+
+    def _warn_about_others(self, exclude: PluginRecord) -> None:
+        for record in self._records:
+            if record is not exclude and record.status in ("broken", "incompatible", "conflict"):
+                self._warn(record)
+
+
+def iter_strategy_distributions(
+    path: Iterable[str] | None = None,
+) -> Iterable[tuple[str, str, str]]:
+    """(strategy, distribution, version) for `townlet --version`: metadata only, no import."""
+    registry = StrategyRegistry(path=list(path) if path is not None else None, warn=lambda _m: None)
+    for record in registry.records():
+        yield record.name, record.distribution, record.version

@@ -1,0 +1,122 @@
+"""The run directory: every run's config snapshot, status, metrics and result in one folder.
+
+Layout (strategies add their own artifacts beside these):
+
+    config.json    resolved config, seed, device, command line and package versions
+    run.json       state: running -> succeeded | failed | error | interrupted (with the reason)
+    metrics.jsonl  one line per logged step (rotated to metrics.jsonl.1, ... if configured)
+    result.json    the strategy's result DTO, written last
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import secrets
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from townlet_core.__about__ import __version__
+from townlet_core.atomic import atomic_write_json
+from townlet_core.errors import RunDirectoryError
+
+RunState = Literal["running", "succeeded", "failed", "error", "interrupted"]
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def package_versions(distributions: list[str]) -> dict[str, str | None]:
+    """Versions of the packages that shape a run, read from metadata (torch is not imported)."""
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "townlet-core": __version__,
+    }
+    for name in [*distributions, "numpy", "pydantic", "gymnasium", "torch"]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions.setdefault(name, None)
+    return versions
+
+
+class RunDirectory:
+    """A created run directory and the files the orchestrator writes into it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, path: Path | None, *, runs_root: Path, strategy: str) -> RunDirectory:
+        """Create `path`, or a fresh `runs_root/STRATEGY-YYYYmmdd-HHMMSS-xxxx` when None.
+
+        An existing, non-empty `path` is refused: a run never overwrites another run.
+        """
+        if path is None:
+            stamp = utc_now().strftime("%Y%m%d-%H%M%S")
+            path = runs_root / f"{strategy}-{stamp}-{secrets.token_hex(2)}"
+        if path.exists():
+            if not path.is_dir():
+                raise RunDirectoryError(f"run directory {path} exists and is not a directory")
+            if any(path.iterdir()):
+                raise RunDirectoryError(
+                    f"run directory {path} already exists and is not empty; "
+                    "choose another --run-dir or remove it"
+                )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot create run directory {path}: {exc}") from exc
+        return cls(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def result_path(self) -> Path:
+        return self.path / RESULT_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    def write_snapshot(self, snapshot: dict[str, Any]) -> None:
+        atomic_write_json(self.config_path, snapshot)
+
+    def mark(self, state: RunState, **details: Any) -> None:
+        """Record the run's state (and, on failure, the one-line reason) in run.json."""
+        status: dict[str, Any] = {}
+        if self.status_path.exists():
+            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+        status.update(details)
+        status["state"] = state
+        status["updated_at"] = utc_now().isoformat()
+        atomic_write_json(self.status_path, status)
+
+    def write_result(self, result_json: str) -> None:
+        atomic_write_json(self.result_path, json.loads(result_json))
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the run directory, for a result's `artifacts`."""
+        try:
+            return path.resolve().relative_to(self.path.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def command_line() -> list[str]:
+    return list(sys.argv)
