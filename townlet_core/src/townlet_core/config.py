@@ -156,13 +156,13 @@ def _check_path(path: Sequence[str], root_fields: Mapping[str, Any], label: str)
     annotation: Any = None
     fields: Mapping[str, Any] | None = root_fields
     for depth, key in enumerate(path):
-        where = ".".join(path[:depth]) or "the top level"
+        where = f"in {'.'.join(path[:depth])}" if depth else "at the top level"
         if fields is None:
             if _is_mapping(annotation):
                 return  # free-form mapping: any key below is the user's to choose
             raise ConfigError(f"{label}: '{'.'.join(path[:depth])}' is a value, not a section")
         if key not in fields:
-            raise ConfigError(f"{label}: unknown key '{key}' in {where}{did_you_mean(key, fields)}")
+            raise ConfigError(f"{label}: unknown key '{key}' {where}{did_you_mean(key, fields)}")
         annotation = _unwrap(fields[key])
         fields = (
             {name: info.annotation for name, info in annotation.model_fields.items()}

@@ -41,6 +41,12 @@ class StrategyRunError(TownletError):
     """A strategy broke its contract at run time (for example returned no result DTO)."""
 
 
+class RunInterruptedError(TownletError):
+    """The user stopped a run (Ctrl-C, SIGINT); its files are kept. Exit code 130, as shells use."""
+
+    exit_code = 130
+
+
 class TorchNotAvailableError(TownletError, RuntimeError):
     """A strategy needs PyTorch, which is not installed. The message names the extra."""
 

@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(exc: BaseException) -> None:
     """One line on stderr; the traceback too with `townlet -v`."""
-    from townlet_core.errors import TownletError
+    from townlet_core.errors import StrategyRunError, TownletError
 
     verbose = _OPTIONS["verbose"]
     if verbose:
@@ -135,7 +135,8 @@ def _report(exc: BaseException) -> None:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, TownletError):
         # A wrapped bug (a strategy raising, say) deserves a pointer to its traceback.
-        tail = " (run 'townlet -v ...' for the traceback)" if exc.__cause__ and not verbose else ""
+        wrapped_bug = isinstance(exc, StrategyRunError) and exc.__cause__ is not None
+        tail = " (run 'townlet -v ...' for the traceback)" if wrapped_bug and not verbose else ""
         click.echo(f"townlet: error: {message}{tail}", err=True)
     else:
         tail = "" if verbose else " (run 'townlet -v ...' for the traceback)"

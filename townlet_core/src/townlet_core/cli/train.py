@@ -58,17 +58,26 @@ def train(
     Exit code 0 on success, 1 when the run finished but failed its own acceptance,
     2 for usage, config, data or plugin errors.
     """
+    from townlet_core.errors import RunInterruptedError
     from townlet_core.orchestrator import Orchestrator
 
     orchestrator = Orchestrator(make_registry(ctx), quiet=quiet)
-    result = orchestrator.run(
-        strategy,
-        config=config_file,
-        overrides=overrides,
-        seed=seed,
-        device=device,
-        run_dir=run_dir,
-    )
+    try:
+        result = orchestrator.run(
+            strategy,
+            config=config_file,
+            overrides=overrides,
+            seed=seed,
+            device=device,
+            run_dir=run_dir,
+        )
+    except KeyboardInterrupt:
+        where = orchestrator.last_run_dir
+        raise RunInterruptedError(
+            f"interrupted; {where} keeps what was written so far (run.json says 'interrupted')"
+            if where
+            else "interrupted before the run directory was created"
+        ) from None
     if as_json:
         click.echo(result.model_dump_json(indent=2))
     else:

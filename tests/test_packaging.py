@@ -1,0 +1,151 @@
+"""Real wheels in fresh virtual environments: what a user gets from `pip install`.
+
+Builds the core and the example strategy into a wheelhouse, then installs the core alone in a
+venv without torch, then adds the example wheel. Slow (a venv and a pip install), so marked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(
+    args: Sequence[str | Path], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+        timeout=600,
+    )
+
+
+def _clean_env(venv: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOWNLET_", "PYTHON", "VIRTUAL_ENV"))
+    }
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheelhouse")
+    projects = [ROOT / "townlet_core", ROOT / "examples" / "townlet-example-cem"]
+    completed = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            out,
+            *projects,
+        ],
+        env=dict(os.environ),
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("venv") / "env"
+    completed = _run([sys.executable, "-m", "venv", path], env=dict(os.environ))
+    assert completed.returncode == 0, completed.stderr
+    return path
+
+
+def _wheel(wheelhouse: Path, prefix: str) -> Path:
+    (wheel,) = wheelhouse.glob(f"{prefix}-*.whl")
+    return wheel
+
+
+def test_wheels_carry_typing_marker_and_entry_points(wheelhouse):
+    core = zipfile.ZipFile(_wheel(wheelhouse, "townlet_core"))
+    names = core.namelist()
+    assert "townlet_core/py.typed" in names
+    metadata = core.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    for extra in ("bc", "ppo", "anneal", "all", "dev"):
+        assert f"Provides-Extra: {extra}" in metadata
+    assert "Requires-Dist: townlet-strategies-ppo==0.1.0; extra == 'ppo'" in metadata
+    assert "torch" not in metadata.replace("townlet", "")
+    example = zipfile.ZipFile(_wheel(wheelhouse, "townlet_example_cem"))
+    entry_points = example.read(
+        next(n for n in example.namelist() if n.endswith("entry_points.txt"))
+    ).decode()
+    assert "[townlet_core.strategies]" in entry_points
+    assert "cem = townlet_example_cem.plugin" in entry_points
+    assert "townlet_example_cem/py.typed" in example.namelist()
+
+
+def test_core_alone_then_a_third_party_wheel(wheelhouse, venv, tmp_path):
+    env = _clean_env(venv)
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "--find-links", wheelhouse]
+    townlet = venv / "bin" / "townlet"
+
+    installed = _run([*pip, "townlet-core"], env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    no_torch = _run(
+        [venv / "bin" / "python", "-c", "import importlib.util as u; print(u.find_spec('torch'))"],
+        env,
+    )
+    assert no_torch.stdout.strip() == "None"
+
+    version = _run([townlet, "--version"], env)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.splitlines()[0] == "townlet-core 0.1.0"
+
+    listed = _run([townlet, "strategies", "list", "--json"], env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+    missing = _run([townlet, "train", "--strategy", "ppo"], env, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "pip install 'townlet-core[ppo]'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    added = _run([*pip, "townlet-example-cem"], env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    listed = json.loads(_run([townlet, "strategies", "list", "--json"], env).stdout)
+    assert [(e["name"], e["distribution"], e["status"]) for e in listed] == [
+        ("cem", "townlet-example-cem", "ok")
+    ]
+    checked = _run([townlet, "strategies", "list", "--check"], env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    trained = _run(
+        [townlet, "train", "--strategy", "cem", "--run-dir", tmp_path / "run", "--json"],
+        env,
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    assert (result["strategy"], result["status"]) == ("cem", "succeeded")
+    assert (tmp_path / "run" / "result.json").exists()
+
+    still_no_torch = _run(
+        [venv / "bin" / "python", "-c", "import importlib.util as u; print(u.find_spec('torch'))"],
+        env,
+    )
+    assert still_no_torch.stdout.strip() == "None"
