@@ -33,6 +33,13 @@ class IncompatiblePluginError(PluginLoadError):
     """A plugin targets a core version or strategy API this core does not provide."""
 
 
+class DataError(TownletError):
+    """A dataset, manifest or sample is missing, unreadable or malformed.
+
+    The message names the file and what to do about it; nothing trains on bad data silently.
+    """
+
+
 class RunDirectoryError(TownletError):
     """The run directory cannot be created or would overwrite an earlier run."""
 

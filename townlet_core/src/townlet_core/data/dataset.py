@@ -1,0 +1,463 @@
+"""Datasets over Townlet samples: trajectory batches and shuffled transition batches.
+
+`ReplayDataset` groups trajectories by their exact shape signature so a batch never mixes
+shapes (the original's rule), loads each sample once (or, streaming, reads only the `.npz`
+headers up front and the arrays when a batch needs them), and re-draws its shuffle every
+epoch from `(seed, epoch)`. `TransitionLoader` flattens trajectories into per-step batches
+for supervised learning, from contiguous in-memory arrays or streamed one trajectory at a
+time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from townlet_core.data.manifest import DatasetSource, SampleEntry, open_source
+from townlet_core.data.npz import read_array_info, read_sample
+from townlet_core.data.stats import aggregate_baseline, conflict_stats, sample_metrics
+from townlet_core.data.trajectory import TRAINING_ARRAYS, Trajectory, shape_signature
+from townlet_core.errors import DataError
+
+Signature = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True)
+class ReplayBatch:
+    """B trajectories of equal shape stacked on a new leading axis."""
+
+    features: np.ndarray  # (B, T, F)
+    actions: np.ndarray  # (B, T)
+    old_log_probs: np.ndarray  # (B, T)
+    value_preds: np.ndarray  # (B, T) or (B, T + 1)
+    rewards: np.ndarray  # (B, T)
+    dones: np.ndarray  # (B, T)
+    map: np.ndarray | None  # (B, T, C, H, W)
+    extras: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.actions.shape[1])
+
+    def conflict_stats(self) -> dict[str, float]:
+        return conflict_stats(self.features, self.metadata.get("feature_names"))
+
+
+def stack(
+    trajectories: Sequence[Trajectory], metrics: Sequence[Mapping[str, float]]
+) -> ReplayBatch:
+    first = trajectories[0]
+    meta = first.metadata
+    metadata: dict[str, Any] = {
+        key: meta[key]
+        for key in ("feature_names", "map_shape", "training_arrays", "action_dim", "action_lookup")
+        if key in meta
+    }
+    metadata["timesteps"] = first.timesteps
+    metadata["value_pred_steps"] = int(first.value_preds.shape[0])
+    metadata["metrics"] = [dict(m) for m in metrics]
+    metadata["sources"] = [str(t.source) if t.source else None for t in trajectories]
+    return ReplayBatch(
+        features=np.stack([t.features for t in trajectories]),
+        actions=np.stack([t.actions for t in trajectories]),
+        old_log_probs=np.stack([t.old_log_probs for t in trajectories]),
+        value_preds=np.stack([t.value_preds for t in trajectories]),
+        rewards=np.stack([t.rewards for t in trajectories]),
+        dones=np.stack([t.dones for t in trajectories]),
+        map=_stack_maps(trajectories),
+        extras={k: np.stack([t.extras[k] for t in trajectories]) for k in first.extras},
+        metadata=metadata,
+    )
+
+
+def _stack_maps(trajectories: Sequence[Trajectory]) -> np.ndarray | None:
+    maps = [t.map for t in trajectories if t.map is not None]
+    return np.stack(maps) if maps else None
+
+
+def _header_signature(entry: SampleEntry) -> Signature:
+    info = read_array_info(entry.sample)
+    shapes = {name: shape for name, (shape, _dtype) in info.items()}
+    # normalise the 1-sample promotions the loader applies, so signatures match loaded data
+    if "features" in shapes and len(shapes["features"]) == 1:
+        shapes["features"] = (1, *shapes["features"])
+    if "map" in shapes and len(shapes["map"]) == 3:
+        shapes["map"] = (1, *shapes["map"])
+    for name in TRAINING_ARRAYS:
+        if name in shapes and len(shapes[name]) == 0:
+            shapes[name] = (1,)
+    return shape_signature(shapes)
+
+
+@dataclass
+class _Buckets:
+    order: list[Signature] = field(default_factory=list)
+    members: dict[Signature, list[int]] = field(default_factory=dict)
+
+    def add(self, signature: Signature, index: int) -> None:
+        if signature not in self.members:
+            self.members[signature] = []
+            self.order.append(signature)
+        self.members[signature].append(index)
+
+
+class ReplayDataset:
+    """Trajectories from a manifest, capture directory or sample, iterated in batches."""
+
+    def __init__(
+        self,
+        source: DatasetSource | Path | str,
+        *,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        seed: int | None = None,
+        drop_last: bool = False,
+        streaming: bool = False,
+        _subset: Sequence[int] | None = None,
+        _loaded: Sequence[Trajectory] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        self.source = source if isinstance(source, DatasetSource) else open_source(source)
+        indices = list(range(len(self.source.entries))) if _subset is None else list(_subset)
+        self._source_indices = indices
+        self.entries: list[SampleEntry] = [self.source.entries[i] for i in indices]
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.streaming = streaming
+        self.epoch = 0
+        self._trajectories: list[Trajectory] | None = None
+        self._metrics: list[dict[str, float]] | None = None
+        if not streaming:
+            self._trajectories = (
+                list(_loaded) if _loaded is not None else [self._load(e) for e in self.entries]
+            )
+            signatures = [t.signature for t in self._trajectories]
+        else:
+            signatures = [_header_signature(entry) for entry in self.entries]
+        self._buckets = _Buckets()
+        for index, signature in enumerate(signatures):
+            self._buckets.add(signature, index)
+        self._buckets.order.sort()
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    def __len__(self) -> int:
+        """Number of batches one epoch yields."""
+        rounding = math.floor if self.drop_last else math.ceil
+        return sum(
+            int(rounding(len(members) / self.batch_size))
+            for members in self._buckets.members.values()
+        )
+
+    @property
+    def num_trajectories(self) -> int:
+        return len(self.entries)
+
+    def _load(self, entry: SampleEntry) -> Trajectory:
+        trajectory = read_sample(entry.sample, entry.meta)
+        for key, value in entry.extra.items():
+            trajectory.metadata.setdefault(f"manifest_{key}", value)
+        return trajectory
+
+    def trajectory(self, index: int) -> Trajectory:
+        """Trajectory `index` (loaded now when streaming)."""
+        if self._trajectories is not None:
+            return self._trajectories[index]
+        return self._load(self.entries[index])
+
+    def trajectories(self) -> Iterator[Trajectory]:
+        """Every trajectory in manifest order (streamed one at a time when streaming)."""
+        for index in range(len(self.entries)):
+            yield self.trajectory(index)
+
+    # ------------------------------------------------------------------ iteration
+
+    def _rng(self, epoch: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed if self.seed is not None else 0, epoch])
+
+    def __iter__(self) -> Iterator[ReplayBatch]:
+        epoch = self.epoch
+        self.epoch += 1
+        rng = self._rng(epoch) if self.shuffle else None
+        metrics = self.sample_metrics() if not self.streaming else None
+        for signature in self._buckets.order:
+            members = list(self._buckets.members[signature])
+            if rng is not None:
+                rng.shuffle(members)
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start : start + self.batch_size]
+                if self.drop_last and len(chunk) < self.batch_size:
+                    continue
+                trajectories = [self.trajectory(i) for i in chunk]
+                chunk_metrics = (
+                    [metrics[i] for i in chunk]
+                    if metrics is not None
+                    else [self._metrics_for(i, t) for i, t in zip(chunk, trajectories, strict=True)]
+                )
+                yield stack(trajectories, chunk_metrics)
+
+    # ------------------------------------------------------------------ metrics
+
+    def _metrics_for(self, index: int, trajectory: Trajectory) -> dict[str, float]:
+        stored = trajectory.metadata.get("metrics")
+        if isinstance(stored, Mapping) and stored:
+            return {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))}
+        mapped = self.source.metrics_map.get(self.entries[index].sample.name)
+        if mapped:
+            return {k: float(v) for k, v in mapped.items() if isinstance(v, (int, float))}
+        return sample_metrics(trajectory)
+
+    def sample_metrics(self) -> list[dict[str, float]]:
+        """Per-sample metrics: stored in the sidecar, else the capture's metrics file, else
+        computed from the arrays. Each sample is read at most once for this."""
+        if self._metrics is None:
+            self._metrics = [
+                self._metrics_for(i, trajectory) for i, trajectory in enumerate(self.trajectories())
+            ]
+        return self._metrics
+
+    @property
+    def baseline_metrics(self) -> dict[str, float]:
+        return aggregate_baseline(self.sample_metrics())
+
+    @property
+    def transitions(self) -> int:
+        return sum(int(dict(sig)["actions"][0]) for sig in self._signatures())
+
+    def _signatures(self) -> list[Signature]:
+        by_index: dict[int, Signature] = {}
+        for signature, members in self._buckets.members.items():
+            for index in members:
+                by_index[index] = signature
+        return [by_index[i] for i in range(len(self.entries))]
+
+    @property
+    def action_dim(self) -> int:
+        """From the metadata when samples declare it (the original dropped it), else inferred."""
+        declared = [
+            int(t.metadata["action_dim"])
+            for t in self._declared_metadata()
+            if isinstance(t.metadata.get("action_dim"), (int, float))
+        ]
+        observed = max(int(t.actions.max()) for t in self.trajectories()) + 1
+        return max([*declared, observed])
+
+    def _declared_metadata(self) -> Iterator[Trajectory]:
+        if self._trajectories is not None:
+            yield from self._trajectories
+        else:
+            yield from self.trajectories()
+
+    # ------------------------------------------------------------------ splitting
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[ReplayDataset, ReplayDataset]:
+        """Train and validation datasets, split by whole trajectory (never by step).
+
+        Each side gets at least one trajectory when there are two or more.
+        """
+        if not 0.0 < val_fraction < 1.0:
+            raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        count = len(self.entries)
+        if count < 2:
+            raise DataError(
+                f"{self.source.path}: a validation split needs at least 2 trajectories, found "
+                f"{count}; add data or turn the validation split off"
+            )
+        order = np.random.default_rng(seed).permutation(count)
+        n_val = min(count - 1, max(1, round(count * val_fraction)))
+        val_idx, train_idx = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
+        return self._subset(train_idx), self._subset(val_idx)
+
+    def _subset(self, indices: Sequence[int]) -> ReplayDataset:
+        base = [self._source_indices[i] for i in indices]
+        loaded = (
+            [self._trajectories[i] for i in indices] if self._trajectories is not None else None
+        )
+        return ReplayDataset(
+            self.source,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            drop_last=self.drop_last,
+            streaming=self.streaming,
+            _subset=base,
+            _loaded=loaded,
+        )
+
+
+@dataclass(frozen=True)
+class TransitionBatch:
+    """B independent steps (for supervised learning): observation, action and the rest."""
+
+    features: np.ndarray  # (B, F)
+    map: np.ndarray | None  # (B, C, H, W)
+    actions: np.ndarray  # (B,)
+    rewards: np.ndarray  # (B,)
+    dones: np.ndarray  # (B,)
+    old_log_probs: np.ndarray  # (B,)
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+_STEP_FIELDS = ("features", "map", "actions", "rewards", "dones", "old_log_probs")
+
+
+def _step_arrays(trajectory: Trajectory) -> dict[str, np.ndarray | None]:
+    return {
+        "features": trajectory.features,
+        "map": trajectory.map,
+        "actions": trajectory.actions.reshape(trajectory.timesteps, -1)[:, 0],
+        "rewards": trajectory.rewards.reshape(trajectory.timesteps, -1)[:, 0],
+        "dones": trajectory.dones.reshape(trajectory.timesteps, -1)[:, 0],
+        "old_log_probs": trajectory.old_log_probs.reshape(trajectory.timesteps, -1)[:, 0],
+    }
+
+
+def _join(first: np.ndarray | None, second: np.ndarray | None) -> np.ndarray | None:
+    if first is None or second is None:
+        return second
+    return np.concatenate([first, second])
+
+
+class TransitionLoader:
+    """Shuffled batches of single steps drawn from every trajectory of a dataset.
+
+    In memory, the trajectories are concatenated once into contiguous arrays and each epoch
+    is one permutation of them. Streaming, trajectories are read one at a time in a shuffled
+    order and steps are permuted within each, so memory holds at most one trajectory, the
+    previous one's leftover (less than a batch) and the batch being built.
+    """
+
+    def __init__(
+        self,
+        dataset: ReplayDataset,
+        *,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+        self._check_uniform_observations()
+        self._arrays: dict[str, np.ndarray | None] | None = None
+        if not dataset.streaming:
+            self._arrays = self._concatenate()
+
+    def _check_uniform_observations(self) -> None:
+        shapes = set()
+        for signature in self.dataset._buckets.members:
+            parts = dict(signature)
+            shapes.add((parts["features"][1:], parts.get("map", (0,))[1:]))
+        if len(shapes) > 1:
+            raise DataError(
+                f"{self.dataset.source.path}: trajectories have different observation shapes "
+                f"({sorted(shapes)}); transitions can only be batched from one shape"
+            )
+
+    def _concatenate(self) -> dict[str, np.ndarray | None]:
+        parts = [_step_arrays(t) for t in self.dataset.trajectories()]
+        out: dict[str, np.ndarray | None] = {}
+        for name in _STEP_FIELDS:
+            values = [p[name] for p in parts]
+            out[name] = None if values[0] is None else np.concatenate(values)  # type: ignore[arg-type]
+        return out
+
+    @property
+    def transitions(self) -> int:
+        if self._arrays is not None:
+            actions = self._arrays["actions"]
+            assert actions is not None
+            return int(actions.shape[0])
+        return self.dataset.transitions
+
+    def __len__(self) -> int:
+        rounding = math.floor if self.drop_last else math.ceil
+        return int(rounding(self.transitions / self.batch_size))
+
+    def _rng(self, epoch: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch])
+
+    def __iter__(self) -> Iterator[TransitionBatch]:
+        epoch = self.epoch
+        self.epoch += 1
+        rng = self._rng(epoch)
+        if self._arrays is not None:
+            yield from self._iter_memory(rng)
+        else:
+            yield from self._iter_streaming(rng)
+
+    @staticmethod
+    def _take(arrays: Mapping[str, np.ndarray | None], index: np.ndarray) -> TransitionBatch:
+        def pick(name: str) -> np.ndarray:
+            value = arrays[name]
+            assert value is not None
+            picked: np.ndarray = value[index]
+            return picked
+
+        map_array = arrays["map"]
+        return TransitionBatch(
+            features=pick("features"),
+            map=None if map_array is None else map_array[index],
+            actions=pick("actions"),
+            rewards=pick("rewards"),
+            dones=pick("dones"),
+            old_log_probs=pick("old_log_probs"),
+        )
+
+    def _iter_memory(self, rng: np.random.Generator) -> Iterator[TransitionBatch]:
+        assert self._arrays is not None
+        total = self.transitions
+        order = rng.permutation(total) if self.shuffle else np.arange(total)
+        for start in range(0, total, self.batch_size):
+            index = order[start : start + self.batch_size]
+            if self.drop_last and len(index) < self.batch_size:
+                return
+            yield self._take(self._arrays, index)
+
+    def _iter_streaming(self, rng: np.random.Generator) -> Iterator[TransitionBatch]:
+        count = self.dataset.num_trajectories
+        order = rng.permutation(count) if self.shuffle else np.arange(count)
+        carry: dict[str, np.ndarray | None] | None = None
+        for trajectory_index in order.tolist():
+            arrays = _step_arrays(self.dataset.trajectory(trajectory_index))
+            if carry is not None:
+                arrays = {k: _join(carry[k], v) for k, v in arrays.items()}
+            actions = arrays["actions"]
+            assert actions is not None
+            steps = int(actions.shape[0])
+            perm = rng.permutation(steps) if self.shuffle else np.arange(steps)
+            full = steps - steps % self.batch_size
+            for start in range(0, full, self.batch_size):
+                yield self._take(arrays, perm[start : start + self.batch_size])
+            rest = perm[full:]
+            carry = {k: (None if v is None else v[rest]) for k, v in arrays.items()}
+        if carry is not None:
+            actions = carry["actions"]
+            assert actions is not None
+            if len(actions) and not (self.drop_last and len(actions) < self.batch_size):
+                yield self._take(carry, np.arange(len(actions)))

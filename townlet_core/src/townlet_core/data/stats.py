@@ -1,0 +1,125 @@
+"""Per-sample metrics and the dataset baseline, as the original Townlet tools computed them.
+
+The baseline feeds PPO telemetry (`baseline_*`) and anneal guardrails: keys ending `_sum`
+or `_total` are summed over samples and also get a `<key>_mean`; every other key is averaged
+over the samples that have it; `sample_count` counts the samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from townlet_core.data.trajectory import Trajectory
+
+#: Features whose statistics the original logged as conflict telemetry.
+CONFLICT_FEATURES = ("rivalry_max", "rivalry_avoid_count")
+
+
+def _feature_column(trajectory: Trajectory, name: str) -> np.ndarray | None:
+    names = trajectory.metadata.get("feature_names")
+    if not isinstance(names, list) or name not in names:
+        return None
+    index = names.index(name)
+    if index >= trajectory.features.shape[1]:
+        return None
+    return trajectory.features[:, index]
+
+
+def _action_kind(payload: str) -> tuple[str, bool]:
+    try:
+        action = json.loads(payload)
+    except (TypeError, ValueError):
+        return "unknown", False
+    if not isinstance(action, Mapping):
+        return "unknown", False
+    return str(action.get("kind", "unknown")), bool(action.get("blocked", False))
+
+
+def sample_metrics(trajectory: Trajectory) -> dict[str, float]:
+    """timesteps, reward and value statistics, conflict features, action statistics."""
+    rewards = trajectory.rewards.astype(np.float64)
+    metrics: dict[str, float] = {
+        "timesteps": float(trajectory.timesteps),
+        "reward_sum": float(rewards.sum()),
+        "reward_mean": float(rewards.mean()),
+        "log_prob_mean": float(trajectory.old_log_probs.astype(np.float64).mean()),
+        "value_pred_last": float(trajectory.value_preds[-1]),
+    }
+    for name in CONFLICT_FEATURES:
+        column = _feature_column(trajectory, name)
+        if column is not None:
+            metrics[f"{name}_mean"] = float(column.mean())
+            metrics[f"{name}_max"] = float(column.max())
+    for feature, key in (
+        ("reward_total", "reward_feature_mean"),
+        ("lateness_counter", "lateness_mean"),
+    ):
+        column = _feature_column(trajectory, feature)
+        if column is not None:
+            metrics[key] = float(column.mean())
+    actions = trajectory.actions.reshape(-1)
+    ids, counts = np.unique(actions, return_counts=True)
+    probabilities = counts / counts.sum()
+    metrics["action_nonzero"] = float(len(ids))
+    metrics["action_total"] = float(counts.sum())
+    metrics["action_entropy"] = float(-(probabilities * np.log(probabilities)).sum())
+    lookup = trajectory.metadata.get("action_lookup")
+    if isinstance(lookup, Mapping) and lookup:
+        by_id = {int(v): str(k) for k, v in lookup.items() if isinstance(v, (int, float))}
+        kinds: dict[str, float] = {}
+        blocked = 0.0
+        for action_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
+            kind, is_blocked = _action_kind(by_id.get(action_id, ""))
+            kinds[kind] = kinds.get(kind, 0.0) + count
+            blocked += count if is_blocked else 0
+        for kind, count in sorted(kinds.items()):
+            metrics[f"action_{kind}_count"] = float(count)
+        metrics["action_blocked_ratio"] = blocked / float(counts.sum())
+    for name, value in trajectory.metadata.get("counters", {}).items():
+        if isinstance(value, (int, float)):
+            metrics[name] = float(value)
+    return metrics
+
+
+def aggregate_baseline(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The original's baseline: sums for `_sum`/`_total` keys (plus `_mean`), else averages."""
+    rows = [row for row in samples if row]
+    if not rows:
+        return {}
+    count = len(rows)
+    totals: dict[str, float] = {}
+    seen: dict[str, int] = {}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                continue
+            totals[key] = totals.get(key, 0.0) + float(value)
+            seen[key] = seen.get(key, 0) + 1
+    baseline: dict[str, float] = {"sample_count": float(count)}
+    for key, total in totals.items():
+        if key.endswith(("_sum", "_total")):
+            baseline[key] = total
+            baseline[f"{key}_mean"] = total / count
+        else:
+            baseline[key] = total / seen[key]
+    return baseline
+
+
+def conflict_stats(features: np.ndarray, feature_names: list[str] | None) -> dict[str, float]:
+    """`<name>_mean` and `<name>_max` of each conflict feature over a batch (any leading dims)."""
+    stats: dict[str, float] = {}
+    if not feature_names:
+        return stats
+    for name in CONFLICT_FEATURES:
+        if name in feature_names:
+            column = features[..., feature_names.index(name)]
+            stats[f"{name}_mean"] = float(column.mean())
+            stats[f"{name}_max"] = float(column.max())
+    return stats

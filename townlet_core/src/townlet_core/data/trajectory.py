@@ -1,0 +1,201 @@
+"""`Trajectory`: one agent's episode (or slice of one) in the Townlet replay layout.
+
+The seven Townlet arrays, checked the way the original loader checked them (shared length
+T, map 3-D or 4-D, features 1-D or 2-D, values of length T or T+1, no training array above
+2-D), plus what the original let through silently: wrong dtypes and non-finite numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from townlet_core.errors import DataError
+
+#: The per-step arrays every sample has (the original's "training arrays"), in file order.
+TRAINING_ARRAYS = ("actions", "old_log_probs", "value_preds", "rewards", "dones")
+#: Observation arrays: `features` always, `map` when the observation space has one.
+OBSERVATION_ARRAYS = ("map", "features")
+REQUIRED_ARRAYS = ("features", *TRAINING_ARRAYS)
+_STEP_ARRAYS = ("actions", "old_log_probs", "rewards", "dones")
+
+
+@dataclass
+class Trajectory:
+    """One trajectory. Arrays are NumPy; `extras` holds any further per-step arrays
+    (a capture adds `terminated` and `truncated`, whose union is `dones`)."""
+
+    features: np.ndarray
+    actions: np.ndarray
+    old_log_probs: np.ndarray
+    value_preds: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    map: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.actions.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by its file name (`map` only when present)."""
+        out: dict[str, np.ndarray] = {}
+        if self.map is not None:
+            out["map"] = self.map
+        out["features"] = self.features
+        for name in TRAINING_ARRAYS:
+            out[name] = getattr(self, name)
+        out.update(self.extras)
+        return out
+
+    @property
+    def signature(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Exact shapes of every array: batches only ever stack equal signatures."""
+        return shape_signature({k: v.shape for k, v in self.arrays().items()})
+
+
+def shape_signature(
+    shapes: Mapping[str, tuple[int, ...]],
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple(sorted((name, tuple(int(d) for d in shape)) for name, shape in shapes.items()))
+
+
+def _where(source: Path | str | None) -> str:
+    return str(source) if source is not None else "sample"
+
+
+def _as_float(name: str, array: np.ndarray, where: str) -> np.ndarray:
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"{where}: '{name}' must hold numbers, found dtype {array.dtype}")
+    return np.asarray(array, dtype=np.float32)
+
+
+def _check_finite(name: str, array: np.ndarray, where: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = np.unravel_index(int(np.argmax(bad)), array.shape)
+        raise DataError(
+            f"{where}: '{name}' has {int(bad.sum())} NaN or infinite value(s), first at index "
+            f"{tuple(int(i) for i in first)}; fix or drop this trajectory before training"
+        )
+
+
+def _training_arrays(arrays: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """The five per-step arrays, 0-d promoted to length 1, lengths and ranks checked."""
+    training: dict[str, np.ndarray] = {}
+    for name in TRAINING_ARRAYS:
+        value = np.asarray(arrays[name])
+        if value.ndim == 0:
+            value = value.reshape(1)
+        if value.ndim > 2:
+            raise DataError(f"{where}: '{name}' must be 1-D or 2-D, found shape {value.shape}")
+        training[name] = value
+    lengths = {name: training[name].shape[0] for name in _STEP_ARRAYS}
+    if len(set(lengths.values())) != 1:
+        detail = ", ".join(f"{k}={v}" for k, v in lengths.items())
+        raise DataError(f"{where}: per-step arrays disagree on the number of steps ({detail})")
+    steps = lengths["actions"]
+    if steps == 0:
+        raise DataError(f"{where}: the trajectory has no steps")
+    values_len = training["value_preds"].shape[0]
+    if values_len not in (steps, steps + 1):
+        raise DataError(
+            f"{where}: 'value_preds' has {values_len} entries; expected {steps} or {steps + 1} "
+            "(one per step, optionally plus a bootstrap value)"
+        )
+    actions = training["actions"]
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise DataError(
+            f"{where}: 'actions' must be integer action ids, found dtype {actions.dtype}"
+        )
+    if (actions < 0).any():
+        raise DataError(f"{where}: 'actions' holds negative ids; action ids start at 0")
+    dones = training["dones"]
+    if dones.dtype != np.bool_:
+        if not np.issubdtype(dones.dtype, np.integer) or not np.isin(dones, (0, 1)).all():
+            raise DataError(
+                f"{where}: 'dones' must be booleans (or 0/1), found dtype {dones.dtype}"
+            )
+        training["dones"] = dones.astype(bool)
+    training["actions"] = actions.astype(np.int64, copy=False)
+    return training
+
+
+def _observations(
+    arrays: Mapping[str, np.ndarray], steps: int, where: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`features` as (T, F) and `map` as (T, C, H, W) or None, promoting single steps."""
+    features = np.asarray(arrays["features"])
+    if features.ndim == 1:
+        features = features[None, :]
+    if features.ndim != 2 or features.shape[0] != steps:
+        raise DataError(
+            f"{where}: 'features' must be (T, F) or (F,) with T={steps}, found {features.shape}"
+        )
+    map_array = arrays.get("map")
+    if map_array is None:
+        return _as_float("features", features, where), None
+    map_array = np.asarray(map_array)
+    if map_array.ndim == 3:
+        map_array = map_array[None]
+    if map_array.ndim != 4 or map_array.shape[0] != steps:
+        raise DataError(
+            f"{where}: 'map' must be (T, C, H, W) or (C, H, W) with T={steps}, "
+            f"found {map_array.shape}"
+        )
+    return _as_float("features", features, where), _as_float("map", map_array, where)
+
+
+def build_trajectory(
+    arrays: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any] | None = None,
+    source: Path | str | None = None,
+) -> Trajectory:
+    """Validate raw arrays (as read from a `.npz`) and return a `Trajectory`.
+
+    Raises `DataError` naming `source` and the problem.
+    """
+    where = _where(source)
+    missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
+    if missing:
+        raise DataError(
+            f"{where}: missing array(s) {', '.join(missing)}; a Townlet sample holds "
+            f"{', '.join(('map (optional)', *REQUIRED_ARRAYS))}"
+        )
+    training = _training_arrays(arrays, where)
+    steps = int(training["actions"].shape[0])
+    features, map_array = _observations(arrays, steps, where)
+    trajectory = Trajectory(
+        features=features,
+        actions=training["actions"],
+        old_log_probs=_as_float("old_log_probs", training["old_log_probs"], where),
+        value_preds=_as_float("value_preds", training["value_preds"], where),
+        rewards=_as_float("rewards", training["rewards"], where),
+        dones=training["dones"],
+        map=map_array,
+        metadata=dict(metadata or {}),
+        source=Path(source) if source is not None else None,
+    )
+    for name in ("features", "map", "rewards", "old_log_probs", "value_preds"):
+        value = getattr(trajectory, name)
+        if value is not None:
+            _check_finite(name, value, where)
+    for name, value in arrays.items():
+        if name in REQUIRED_ARRAYS or name == "map":
+            continue
+        extra = np.asarray(value)
+        if extra.ndim == 0 or extra.shape[0] != steps:
+            raise DataError(f"{where}: extra array '{name}' must have one entry per step ({steps})")
+        trajectory.extras[name] = extra
+    meta = trajectory.metadata
+    meta.setdefault("training_arrays", list(TRAINING_ARRAYS))
+    meta.setdefault("timesteps", steps)
+    meta.setdefault("value_pred_steps", int(trajectory.value_preds.shape[0]))
+    return trajectory
