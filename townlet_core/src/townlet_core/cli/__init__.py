@@ -13,6 +13,11 @@ from townlet_core.__about__ import __version__
 
 #: name -> (import string of the click command, one-line help shown by `townlet --help`)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "capture": (
+        "townlet_core.cli.capture:capture",
+        "Record trajectories from a Gymnasium environment.",
+    ),
+    "dataset": ("townlet_core.cli.dataset:dataset", "Inspect and validate datasets."),
     "strategies": (
         "townlet_core.cli.strategies:strategies",
         "List and inspect installed strategies.",

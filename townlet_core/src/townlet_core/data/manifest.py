@@ -97,8 +97,12 @@ def _resolve(path_text: str, manifest_dir: Path, manifest: Path) -> Path:
     )
 
 
-def read_manifest(path: Path) -> DatasetSource:
-    """Read a manifest file (JSON list or mapping, JSON lines, or YAML)."""
+def read_manifest(path: Path, problems: list[str] | None = None) -> DatasetSource:
+    """Read a manifest file (JSON list or mapping, JSON lines, or YAML).
+
+    With a `problems` list, a bad entry (unreadable shape, missing file) is recorded there
+    and skipped, so a validator can report every problem at once; otherwise it raises.
+    """
     document = _load_document(path)
     metadata: Mapping[str, Any] = {}
     if isinstance(document, Mapping):
@@ -114,18 +118,26 @@ def read_manifest(path: Path) -> DatasetSource:
     skipped = 0
     for index, item in enumerate(document):
         raw = {"sample": item} if isinstance(item, str) else item
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("sample"), str):
-            raise DataError(
-                f"{path}: entry {index} must be a path or a mapping with a 'sample' path"
-            )
-        if raw.get("accepted") is False:
-            skipped += 1
+        try:
+            if not isinstance(raw, Mapping) or not isinstance(raw.get("sample"), str):
+                raise DataError(
+                    f"{path}: entry {index} must be a path or a mapping with a 'sample' path"
+                )
+            if raw.get("accepted") is False:
+                skipped += 1
+                continue
+            sample = _resolve(raw["sample"], path.parent, path)
+            meta_text = raw.get("meta")
+            meta = _resolve(meta_text, path.parent, path) if isinstance(meta_text, str) else None
+        except DataError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
             continue
-        sample = _resolve(raw["sample"], path.parent, path)
-        meta_text = raw.get("meta")
-        meta = _resolve(meta_text, path.parent, path) if isinstance(meta_text, str) else None
         extra = {k: v for k, v in raw.items() if k not in ("sample", "meta")}
         entries.append(SampleEntry(sample=sample, meta=meta, extra=extra))
+    if not entries and problems:
+        raise DataError(f"{path}: no usable entries ({len(problems)} problem(s))")
     if not entries:
         raise DataError(
             f"{path}: all {skipped} entries are marked accepted: false; nothing to train on"
@@ -150,7 +162,7 @@ def _capture_metrics(path: Path) -> dict[str, Mapping[str, float]]:
     return {str(k): v for k, v in document.items() if isinstance(v, Mapping)}
 
 
-def read_capture_dir(directory: Path) -> DatasetSource:
+def read_capture_dir(directory: Path, problems: list[str] | None = None) -> DatasetSource:
     """A folder written by a capture: `manifest.json`, or one `<prefix>_manifest.json`."""
     own = directory / MANIFEST_NAME
     candidates = [own] if own.exists() else sorted(directory.glob("*_manifest.json"))
@@ -162,7 +174,7 @@ def read_capture_dir(directory: Path) -> DatasetSource:
         names = ", ".join(p.name for p in candidates)
         raise DataError(f"{directory}: several manifests ({names}); pass the one to use")
     manifest = candidates[0]
-    source = read_manifest(manifest)
+    source = read_manifest(manifest, problems)
     prefix = manifest.name[: -len("manifest.json")]
     metrics = _capture_metrics(directory / f"{prefix}metrics.json")
     return DatasetSource(
@@ -175,18 +187,21 @@ def read_capture_dir(directory: Path) -> DatasetSource:
     )
 
 
-def open_source(path: Path | str) -> DatasetSource:
-    """Resolve a manifest file, a capture directory or one `.npz` sample."""
+def open_source(path: Path | str, problems: list[str] | None = None) -> DatasetSource:
+    """Resolve a manifest file, a capture directory or one `.npz` sample.
+
+    `problems` (optional) collects bad manifest entries instead of raising on the first.
+    """
     path = Path(path)
     if path.is_dir():
-        return read_capture_dir(path)
+        return read_capture_dir(path, problems)
     if path.suffix.lower() == ".npz":
         if not path.exists():
             raise DataError(f"{path}: sample file does not exist")
         return DatasetSource(path=path, entries=(SampleEntry(sample=path),), label=path.stem)
     if not path.exists():
         raise DataError(f"{path}: no such dataset (expected a manifest, capture directory or .npz)")
-    return read_manifest(path)
+    return read_manifest(path, problems)
 
 
 def write_manifest(

@@ -132,23 +132,21 @@ def _observations(
     arrays: Mapping[str, np.ndarray], steps: int, where: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """`features` as (T, F) and `map` as (T, C, H, W) or None, promoting single steps."""
-    features = np.asarray(arrays["features"])
-    if features.ndim == 1:
-        features = features[None, :]
+    given_features = np.asarray(arrays["features"])
+    features = given_features[None, :] if given_features.ndim == 1 else given_features
     if features.ndim != 2 or features.shape[0] != steps:
         raise DataError(
-            f"{where}: 'features' must be (T, F) or (F,) with T={steps}, found {features.shape}"
+            f"{where}: 'features' must be (T, F) or (F,) with T={steps}, "
+            f"found {given_features.shape}"
         )
     map_array = arrays.get("map")
     if map_array is None:
         return _as_float("features", features, where), None
-    map_array = np.asarray(map_array)
-    if map_array.ndim == 3:
-        map_array = map_array[None]
+    given = np.asarray(map_array)
+    map_array = given[None] if given.ndim == 3 else given
     if map_array.ndim != 4 or map_array.shape[0] != steps:
         raise DataError(
-            f"{where}: 'map' must be (T, C, H, W) or (C, H, W) with T={steps}, "
-            f"found {map_array.shape}"
+            f"{where}: 'map' must be (T, C, H, W) or (C, H, W) with T={steps}, found {given.shape}"
         )
     return _as_float("features", features, where), _as_float("map", map_array, where)
 

@@ -1,0 +1,79 @@
+"""`townlet dataset inspect|validate`: look at data before training on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group()
+def dataset() -> None:
+    """Inspect and validate datasets (manifests, capture folders or single .npz samples)."""
+
+
+@dataset.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_command(path: Path, as_json: bool) -> None:
+    """Summarise PATH: trajectories, transitions, shapes and dtypes, actions, rewards,
+    baseline metrics."""
+    from townlet_core.data.report import inspect_dataset
+
+    summary = inspect_dataset(path)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"dataset {summary['label']} ({summary['path']})")
+    skipped = summary["skipped_not_accepted"]
+    click.echo(
+        f"  trajectories: {summary['trajectories']}"
+        + (f" ({skipped} more marked accepted: false, skipped)" if skipped else "")
+    )
+    click.echo(f"  transitions:  {summary['transitions']}")
+    click.echo(f"  action_dim:   {summary['action_dim']}")
+    click.echo("  arrays:")
+    for name, shapes in summary["arrays"].items():
+        click.echo(f"    {name:<14} {', '.join(shapes)}")
+    click.echo("  actions:")
+    for action, info in summary["actions"].items():
+        click.echo(f"    {action:>4}: {info['count']:>8} ({info['share']:.1%})")
+    for key in ("rewards_per_step", "returns_per_trajectory", "lengths"):
+        click.echo(f"  {key.replace('_', ' ')}: {_stats(summary[key])}")
+    click.echo("  baseline metrics:")
+    for key, value in summary["baseline_metrics"].items():
+        click.echo(f"    {key}: {value:.6g}")
+
+
+def _stats(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.6g}" for k, v in values.items())
+
+
+@dataset.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--schema",
+    metavar="NAME",
+    help="Also check a named domain schema (townlet: conflict features present).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def validate_command(ctx: click.Context, path: Path, schema: str | None, as_json: bool) -> None:
+    """Check every sample of PATH; list each problem with its file. Exit 1 if any."""
+    from townlet_core.data.report import validate_dataset
+
+    report = validate_dataset(path, schema)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    elif report.ok:
+        click.echo(
+            f"ok: {report.trajectories} trajectories, {report.transitions} transitions"
+            + (f", schema '{schema}' satisfied" if schema else "")
+        )
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem['file']}: {problem['problem']}")
+        click.echo(f"{len(report.problems)} problem(s) in {path}", err=True)
+    ctx.exit(0 if report.ok else 1)
