@@ -77,3 +77,58 @@ def validate_command(ctx: click.Context, path: Path, schema: str | None, as_json
             click.echo(f"{problem['file']}: {problem['problem']}")
         click.echo(f"{len(report.problems)} problem(s) in {path}", err=True)
     ctx.exit(0 if report.ok else 1)
+
+
+@dataset.command("import-minari")
+@click.argument("dataset_id")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the Townlet dataset into (must not hold one already).",
+)
+@click.option(
+    "--data-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Minari's dataset folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets).",
+)
+def import_minari_command(dataset_id: str, out: Path, data_path: Path | None) -> None:
+    """Convert the local Minari dataset DATASET_ID (e.g. D4RL/door/human-v2) into a Townlet
+    dataset, one trajectory per episode. Never downloads; needs the `minari` extra."""
+    from townlet_core.data.minari_io import import_minari
+
+    summary = import_minari(dataset_id, out, data_path=data_path)
+    click.echo(
+        f"imported {summary.episodes} episodes ({summary.transitions} transitions) from Minari "
+        f"{summary.dataset_id} into {summary.out}"
+    )
+
+
+@dataset.command("export-minari")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("dataset_id")
+@click.option(
+    "--data-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Minari's dataset folder (default: $MINARI_DATASETS_PATH or ~/.minari/datasets).",
+)
+@click.option(
+    "--env",
+    "env_id",
+    metavar="ID",
+    help="Gymnasium environment id to record (default: the one recorded on import, if any).",
+)
+def export_minari_command(
+    path: Path, dataset_id: str, data_path: Path | None, env_id: str | None
+) -> None:
+    """Write the Townlet dataset at PATH as a new local Minari dataset DATASET_ID
+    (refuses an existing id). Needs the `minari` extra."""
+    from townlet_core.data.minari_io import export_minari
+
+    summary = export_minari(path, dataset_id, data_path=data_path, env_id=env_id)
+    repeated = summary.repeated_final_observations
+    click.echo(
+        f"exported {summary.episodes} episodes ({summary.transitions} transitions) to Minari "
+        f"{summary.dataset_id} at {summary.location}"
+        + (f" ({repeated} with the last observation repeated as the final one)" if repeated else "")
+    )

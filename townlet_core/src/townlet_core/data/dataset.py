@@ -331,12 +331,6 @@ def _step_arrays(trajectory: Trajectory) -> dict[str, np.ndarray | None]:
     }
 
 
-def _join(first: np.ndarray | None, second: np.ndarray | None) -> np.ndarray | None:
-    if first is None or second is None:
-        return second
-    return np.concatenate([first, second])
-
-
 class TransitionLoader:
     """Shuffled batches of single steps drawn from every trajectory of a dataset.
 
@@ -440,24 +434,60 @@ class TransitionLoader:
             yield self._take(self._arrays, index)
 
     def _iter_streaming(self, rng: np.random.Generator) -> Iterator[TransitionBatch]:
+        """Hold one trajectory and one batch under construction, nothing more.
+
+        Steps are copied straight into a preallocated batch buffer (a batch may span
+        trajectories), and each trajectory is released before the next is read.
+        """
+        size = self.batch_size
         count = self.dataset.num_trajectories
-        order = rng.permutation(count) if self.shuffle else np.arange(count)
-        carry: dict[str, np.ndarray | None] | None = None
-        for trajectory_index in order.tolist():
-            arrays = _step_arrays(self.dataset.trajectory(trajectory_index))
-            if carry is not None:
-                arrays = {k: _join(carry[k], v) for k, v in arrays.items()}
-            actions = arrays["actions"]
-            assert actions is not None
-            steps = int(actions.shape[0])
-            perm = rng.permutation(steps) if self.shuffle else np.arange(steps)
-            full = steps - steps % self.batch_size
-            for start in range(0, full, self.batch_size):
-                yield self._take(arrays, perm[start : start + self.batch_size])
-            rest = perm[full:]
-            carry = {k: (None if v is None else v[rest]) for k, v in arrays.items()}
-        if carry is not None:
-            actions = carry["actions"]
-            assert actions is not None
-            if len(actions) and not (self.drop_last and len(actions) < self.batch_size):
-                yield self._take(carry, np.arange(len(actions)))
+        order = np.arange(count, dtype=np.int32 if count < 2**31 else np.int64)
+        if self.shuffle:
+            rng.shuffle(order)
+        buffer: dict[str, np.ndarray] | None = None
+        filled = 0
+        for position in range(count):  # not order.tolist(): an int object per trajectory adds up
+            arrays = {
+                k: v
+                for k, v in _step_arrays(self.dataset.trajectory(int(order[position]))).items()
+                if v is not None
+            }
+            steps = int(arrays["actions"].shape[0])
+            perm = np.arange(steps, dtype=np.int32)  # half the bytes of a default index
+            if self.shuffle:
+                rng.shuffle(perm)
+            offset = 0
+            while offset < steps:
+                if buffer is None:
+                    buffer = {k: np.empty((size, *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+                    filled = 0
+                take = min(size - filled, steps - offset)
+                _copy_steps(arrays, perm[offset : offset + take], buffer, filled)
+                filled += take
+                offset += take
+                if filled == size:
+                    yield _batch_from(buffer, size)
+                    buffer = None
+            del arrays, perm  # release this trajectory before reading the next
+        if buffer is not None and filled and not (self.drop_last and filled < size):
+            yield _batch_from(buffer, filled)
+
+
+def _copy_steps(
+    arrays: Mapping[str, np.ndarray], index: np.ndarray, buffer: Mapping[str, np.ndarray], at: int
+) -> None:
+    """Copy the steps `index` of every array into `buffer` rows `at...` (no temporaries)."""
+    for name, values in arrays.items():
+        np.take(values, index, axis=0, out=buffer[name][at : at + len(index)], mode="clip")
+
+
+def _batch_from(buffer: Mapping[str, np.ndarray], length: int) -> TransitionBatch:
+    map_array = buffer.get("map")
+    return TransitionBatch(
+        features=buffer["features"][:length],
+        map=None if map_array is None else map_array[:length],
+        actions=buffer["actions"][:length],
+        rewards=buffer["rewards"][:length],
+        dones=buffer["dones"][:length],
+        old_log_probs=buffer["old_log_probs"][:length],
+    )

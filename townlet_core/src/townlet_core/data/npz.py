@@ -6,13 +6,16 @@ writer leaves either the previous file or the complete new one, never half of on
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
+import re
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -40,28 +43,125 @@ def read_metadata(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def _open_npz(path: Path) -> Any:
+_CHUNK = 1 << 16
+
+
+_MAGIC = b"\x93NUMPY"
+_HEADER_FIELDS = re.compile(
+    r"'descr':\s*'(?P<descr>[^']+)'.*'fortran_order':\s*(?P<fortran>True|False).*"
+    r"'shape':\s*\((?P<shape>[\d,\s]*)\)",
+    re.DOTALL,
+)
+
+
+def _header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype from a `.npy` header.
+
+    Plain headers (every array Townlet writes) are matched directly; anything else goes
+    through `ast.literal_eval` as NumPy does. Parsing with `ast` allocates far more than a
+    small trajectory's data, which would dominate a streaming loader's footprint.
+    """
+    prefix = handle.read(8)
+    if len(prefix) < 8 or not prefix.startswith(_MAGIC):
+        raise ValueError("not a .npy member (bad magic bytes)")
+    major = prefix[6]
+    size_bytes = 2 if major == 1 else 4
+    length = int.from_bytes(handle.read(size_bytes), "little")
+    text = handle.read(length).decode("latin1" if major < 3 else "utf8")
+    match = _HEADER_FIELDS.search(text)
+    if match:
+        shape = tuple(int(d) for d in match["shape"].replace(" ", "").split(",") if d)
+        return shape, match["fortran"] == "True", np.dtype(match["descr"])
+    fields = ast.literal_eval(text)
+    return tuple(fields["shape"]), bool(fields["fortran_order"]), np.dtype(fields["descr"])
+
+
+def _read_member(handle: IO[bytes], member: str) -> np.ndarray:
+    """One `.npy` member, read straight into its final array in small chunks.
+
+    `np.load` first reads a member into a bytes object and then copies it, doubling peak
+    memory; streaming a large dataset one trajectory at a time should not pay that.
+    """
+    shape, fortran, dtype = _header(handle)
+    if dtype.hasobject:
+        raise ValueError(f"'{member}' holds Python objects, which are never loaded")
+    array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    flat: Any = array.reshape(-1, order="A")  # a view: reading into it fills `array`
+    view = memoryview(flat).cast("B") if array.size else memoryview(b"")
+    filled = 0
+    while filled < len(view):
+        read = handle.readinto(view[filled : filled + _CHUNK])  # type: ignore[attr-defined]
+        if not read:
+            raise EOFError(f"'{member}' ends after {filled} of {len(view)} bytes")
+        filled += read
+    return array
+
+
+class _StoredMember:
+    """Reads one uncompressed zip member straight from the file, checking size and CRC.
+
+    `ZipFile.open` reads through an intermediate bytes object per call; for stored
+    (uncompressed) members we can `readinto` the destination array directly instead.
+    """
+
+    def __init__(self, raw: IO[bytes], info: zipfile.ZipInfo) -> None:
+        raw.seek(info.header_offset)
+        local = raw.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for member {info.filename!r}")
+        name_length = int.from_bytes(local[26:28], "little")
+        extra_length = int.from_bytes(local[28:30], "little")
+        raw.seek(info.header_offset + 30 + name_length + extra_length)
+        self._raw = raw
+        self._info = info
+        self._left = info.file_size
+        self._crc = 0
+
+    def read(self, size: int) -> bytes:
+        data = self._raw.read(min(size, self._left))
+        self._left -= len(data)
+        self._crc = zlib.crc32(data, self._crc)
+        return data
+
+    def readinto(self, view: memoryview) -> int:
+        view = view[: self._left]
+        count = self._raw.readinto(view)  # type: ignore[attr-defined]
+        count = int(count or 0)
+        self._left -= count
+        self._crc = zlib.crc32(view[:count], self._crc)
+        return count
+
+    def verify(self) -> None:
+        if self._left or self._crc != self._info.CRC:
+            raise zipfile.BadZipFile(f"member {self._info.filename!r} fails its CRC check")
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an `.npz`, loaded; corrupt or truncated files raise DataError."""
     if not path.exists():
         raise DataError(f"{path}: sample file does not exist")
+    arrays: dict[str, np.ndarray] = {}
     try:
-        return np.load(path, allow_pickle=False)
+        # Unbuffered: arrays are read straight into place, and a file buffer would cost
+        # more than a small trajectory's data when streaming.
+        with path.open("rb", buffering=0) as raw, zipfile.ZipFile(raw) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[: -len(".npy")]
+                if info.compress_type == zipfile.ZIP_STORED:
+                    member = _StoredMember(raw, info)
+                    arrays[name] = _read_member(member, info.filename)  # type: ignore[arg-type]
+                    member.verify()
+                else:
+                    with archive.open(info) as handle:
+                        arrays[name] = _read_member(handle, info.filename)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); the file is corrupt or "
             "truncated: re-create it or remove it from the manifest"
         ) from exc
-
-
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz`, loaded; corrupt or truncated files raise DataError."""
-    with _open_npz(path) as archive:
-        try:
-            return {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(
-                f"{path}: array data is corrupt or truncated ({type(exc).__name__}: {exc}); "
-                "re-create the file or remove it from the manifest"
-            ) from exc
+    return arrays
 
 
 def read_array_info(path: Path) -> dict[str, ArrayInfo]:
@@ -73,14 +173,8 @@ def read_array_info(path: Path) -> dict[str, ArrayInfo]:
                 if not member.endswith(".npy"):
                     continue
                 with archive.open(member) as handle:
-                    version = np.lib.format.read_magic(handle)
-                    read_header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _fortran, dtype = read_header(handle)
-                info[member[: -len(".npy")]] = (tuple(shape), np.dtype(dtype))
+                    shape, _fortran, dtype = _header(handle)
+                info[member[: -len(".npy")]] = (shape, dtype)
     except FileNotFoundError as exc:
         raise DataError(f"{path}: sample file does not exist") from exc
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

@@ -78,6 +78,8 @@ def _as_float(name: str, array: np.ndarray, where: str) -> np.ndarray:
 
 
 def _check_finite(name: str, array: np.ndarray, where: str) -> None:
+    if np.isfinite(array).all():  # the common case: one temporary, no index search
+        return
     bad = ~np.isfinite(array)
     if bad.any():
         first = np.unravel_index(int(np.argmax(bad)), array.shape)
