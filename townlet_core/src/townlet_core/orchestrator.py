@@ -24,7 +24,13 @@ from townlet_core.errors import ConfigError, PluginLoadError, StrategyRunError, 
 from townlet_core.metrics import MetricsSink
 from townlet_core.plugins import StrategyRegistry, install_hint
 from townlet_core.progress import Progress, progress_wanted
-from townlet_core.run_dir import RunDirectory, command_line, package_versions, utc_now
+from townlet_core.run_dir import (
+    METRICS_FILE,
+    RunDirectory,
+    command_line,
+    package_versions,
+    utc_now,
+)
 from townlet_core.seeding import seed_everything
 from townlet_core.spec import StrategySpec, import_object
 from townlet_core.state import STATE_FILE, StateStore
@@ -104,27 +110,24 @@ class Orchestrator:
         main = resolved[name]
         strategy_obj = self._instantiate(main)
         self._check_device(main.spec, run_config.run.device)
-        directory = RunDirectory.create(
+        path = RunDirectory.choose(
             run_config.run.run_dir, runs_root=run_config.run.runs_root, strategy=name
         )
-        self.last_run_dir = directory.path
-        directory.write_snapshot(
-            {
-                "strategy": name,
-                "seed": run_config.run.seed,
-                "device": run_config.run.device,
-                "config": run_config.snapshot(),
-                "config_source": run_config.source,
-                "overrides": list(run_config.overrides),
-                "strategies": {
-                    n: {"distribution": r.distribution, "version": r.version}
-                    for n, r in resolved.items()
-                },
-                "versions": package_versions([r.distribution for r in resolved.values()]),
-                "command": command_line(),
-                "created_at": utc_now().isoformat(),
-            }
-        )
+        snapshot = {
+            "strategy": name,
+            "seed": run_config.run.seed,
+            "device": run_config.run.device,
+            "config": run_config.snapshot(),
+            "config_source": run_config.source,
+            "overrides": list(run_config.overrides),
+            "strategies": {
+                n: {"distribution": r.distribution, "version": r.version}
+                for n, r in resolved.items()
+            },
+            "versions": package_versions([r.distribution for r in resolved.values()]),
+            "command": command_line(),
+            "created_at": utc_now().isoformat(),
+        }
         store = StateStore(run_config.run.runs_root / STATE_FILE)
         states: dict[str, dict[str, Any]] = {}
         result = self._execute(
@@ -132,9 +135,10 @@ class Orchestrator:
             strategy_obj,
             run_config.section(name),
             run_config,
-            directory,
+            path,
             store=store,
             states=states,
+            snapshot=snapshot,
         )
         for namespace, value in states.items():
             store.save(namespace, value)
@@ -211,27 +215,28 @@ class Orchestrator:
         strategy: TrainingStrategy,
         section: BaseModel,
         run_config: RunConfig,
-        directory: RunDirectory,
+        path: Path,
         *,
         store: StateStore,
         states: dict[str, dict[str, Any]],
+        snapshot: dict[str, Any] | None = None,
         parent: TrainingContext | None = None,
         warm_start: Path | None = None,
         extras: dict[str, Any] | None = None,
     ) -> TrainingResultDTO:
+        """Prepare (nothing written yet), then create the directory and run."""
         spec = resolved.spec
         seed = run_config.run.seed
         if spec.name not in states:
             states[spec.name] = store.load(spec.name)
-        directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
-        sink = MetricsSink(directory.metrics_path, rotate_after=run_config.run.metrics.rotate_after)
+        sink = MetricsSink(path / METRICS_FILE, rotate_after=run_config.run.metrics.rotate_after)
         context = TrainingContext(
             spec=spec,
             strategy_version=resolved.version,
             config=run_config,
             seed=seed,
             device=run_config.run.device,
-            run_dir=directory.path,
+            run_dir=path,
             registry=self.registry,
             metrics=sink,
             services=Services(rng=seed_everything(seed), progress=self._progress_factory()),
@@ -239,13 +244,19 @@ class Orchestrator:
             warm_start=warm_start,
             extras=extras or {},
             parent=parent,
+            log=self._info,
             _run_child=self._child_runner(store, states),
         )
-        if parent is None and not self.quiet:
-            self._log(f"townlet: running '{spec.name}' in {directory.path}")
+        self._guarded(spec, lambda: strategy.prepare(context, section))
+        directory = RunDirectory.create(path)
+        if parent is None:
+            self.last_run_dir = path
+            self._info(f"townlet: running '{spec.name}' in {path}")
+        if snapshot is not None:
+            directory.write_snapshot(snapshot)
+        directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
         try:
             with sink:
-                strategy.prepare(context)
                 result = strategy.run(context, section)
             result = self._accept_result(spec, result, directory, sink)
         except KeyboardInterrupt:
@@ -265,6 +276,22 @@ class Orchestrator:
             **({"reason": result.status_reason} if result.status_reason else {}),
         )
         return result
+
+    def _info(self, message: str) -> None:
+        if not self.quiet:
+            self._log(message)
+
+    @staticmethod
+    def _guarded(spec: StrategySpec, step: Callable[[], None]) -> None:
+        """Run a strategy step; a bug in it becomes a StrategyRunError naming the strategy."""
+        try:
+            step()
+        except (TownletError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise StrategyRunError(
+                f"strategy '{spec.name}' failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @staticmethod
     def _accept_result(
@@ -315,7 +342,7 @@ class Orchestrator:
             )
             strategy = self._instantiate(resolved)
             self._check_device(resolved.spec, parent.device)
-            directory = RunDirectory.create(
+            path = RunDirectory.choose(
                 parent.run_dir / "stages" / stage, runs_root=parent.run_dir, strategy=name
             )
             return self._execute(
@@ -323,7 +350,7 @@ class Orchestrator:
                 strategy,
                 section,
                 parent.config,
-                directory,
+                path,
                 store=store,
                 states=states,
                 parent=parent,

@@ -55,11 +55,12 @@ class RunDirectory:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @classmethod
-    def create(cls, path: Path | None, *, runs_root: Path, strategy: str) -> RunDirectory:
-        """Create `path`, or a fresh `runs_root/STRATEGY-YYYYmmdd-HHMMSS-xxxx` when None.
+    @staticmethod
+    def choose(path: Path | None, *, runs_root: Path, strategy: str) -> Path:
+        """The run directory to use, checked but not created yet.
 
-        An existing, non-empty `path` is refused: a run never overwrites another run.
+        None gives a fresh `runs_root/STRATEGY-YYYYmmdd-HHMMSS-xxxx`. An existing, non-empty
+        `path` is refused: a run never overwrites another run.
         """
         if path is None:
             stamp = utc_now().strftime("%Y%m%d-%H%M%S")
@@ -72,6 +73,11 @@ class RunDirectory:
                     f"run directory {path} already exists and is not empty; "
                     "choose another --run-dir or remove it"
                 )
+        return path
+
+    @classmethod
+    def create(cls, path: Path) -> RunDirectory:
+        """Create a directory chosen by `choose` (after the strategy's checks passed)."""
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -22,10 +22,11 @@ class TrainingStrategy(Protocol):
     #: Whether `run` needs PyTorch; the orchestrator checks before calling it.
     requires_torch: bool
 
-    def prepare(self, context: TrainingContext) -> None:
-        """Check preconditions (data present, devices usable) before anything is trained.
+    def prepare(self, context: TrainingContext, config: Any) -> None:
+        """Check preconditions (data present, environment known) before anything runs.
 
-        Raise a `townlet_core.errors.TownletError` subclass with the fix in its message.
+        Called before the run directory exists: check, do not write. Raise a
+        `townlet_core.errors.TownletError` subclass with the fix in its message.
         """
 
     def run(self, context: TrainingContext, config: Any) -> TrainingResultDTO:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from townlet_core.atomic import atomic_write_json
+from townlet_core.atomic import FILE_MODE, atomic_write_json
 from townlet_core.data.trajectory import Trajectory, build_trajectory
 from townlet_core.errors import DataError
 
@@ -202,6 +202,7 @@ def write_sample(
     meta_path = directory / f"{stem}.json"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".npz.tmp", dir=directory)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             arrays: dict[str, Any] = trajectory.arrays()
             if compress:
