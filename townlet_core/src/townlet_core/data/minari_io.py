@@ -209,6 +209,7 @@ def _describe(array: np.ndarray) -> dict[str, Any]:
 
 
 def _numeric(array: np.ndarray, what: str) -> None:
+    """Only numbers and booleans survive the float32 copy and the JSON final observation."""
     if array.dtype.kind not in "biuf":
         raise DataError(f"{what}: dtype {array.dtype} is not supported (numbers or booleans only)")
 
@@ -226,6 +227,8 @@ def _float32_with_exact(array: np.ndarray, name: str, arrays: dict[str, np.ndarr
 def _episode_to_trajectory(
     episode: Any, episode_meta: Mapping[str, Any], kind: str, parts: tuple[str, ...], where: str
 ) -> Trajectory:
+    """One Minari episode as a validated Trajectory, with what the export needs to rebuild it
+    exactly (final observation, dtypes, shapes, exact copies) in its metadata and extras."""
     observations = episode.observations
     by_part = dict(observations) if kind == "dict" else {"features": observations}
     rewards = np.asarray(episode.rewards)
