@@ -122,6 +122,14 @@ def test_config_errors_come_before_a_run_directory_is_made(orchestrator, tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+def test_a_failed_prepare_writes_nothing_so_the_same_run_dir_can_be_retried(orchestrator, tmp_path):
+    run = tmp_path / "r"
+    with pytest.raises(ConfigError, match="good.target must not be negative"):
+        orchestrator.run("good", overrides=["good.target=-1"], run_dir=run)
+    assert not run.exists()
+    assert orchestrator.run("good", run_dir=run).status == "succeeded"
+
+
 def test_torch_free_strategy_refuses_a_cuda_device(orchestrator, tmp_path):
     with pytest.raises(ConfigError, match="does not use torch and runs on the CPU"):
         orchestrator.run("good", device="cuda", run_dir=tmp_path / "r")
@@ -177,7 +185,7 @@ class _Liar:
     name = "liar"
     requires_torch = False
 
-    def prepare(self, context):
+    def prepare(self, context, config):
         pass
 
     def run(self, context, config):

@@ -88,7 +88,8 @@ def test_wheels_carry_typing_marker_and_entry_points(wheelhouse):
     for extra in ("bc", "ppo", "anneal", "all", "dev"):
         assert f"Provides-Extra: {extra}" in metadata
     assert "Requires-Dist: townlet-strategies-ppo==0.1.0; extra == 'ppo'" in metadata
-    assert "torch" not in metadata.replace("townlet", "")
+    requirements = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert not [line for line in requirements if "torch" in line.replace("townlet", "")]
     example = zipfile.ZipFile(_wheel(wheelhouse, "townlet_example_cem"))
     entry_points = example.read(
         next(n for n in example.namelist() if n.endswith("entry_points.txt"))

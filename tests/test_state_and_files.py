@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -45,22 +45,30 @@ def test_corrupt_state_file_says_how_to_recover(tmp_path):
         StateStore(path).load("ppo")
 
 
-def _increment_many(path: str, times: int) -> None:
-    store = StateStore(Path(path))
-    for _ in range(times):
-        store.update("counter", lambda state: {"n": state.get("n", 0) + 1})
+INCREMENT = """
+import sys
+from pathlib import Path
+from townlet_core.state import StateStore
+store = StateStore(Path(sys.argv[1]))
+for _ in range(int(sys.argv[2])):
+    store.update("counter", lambda state: {"n": state.get("n", 0) + 1})
+"""
 
 
 def test_concurrent_updates_from_two_processes_lose_nothing(tmp_path):
-    path = str(tmp_path / "state.json")
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_increment_many, args=(path, 50)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
-    assert StateStore(Path(path)).load("counter") == {"n": 100}
+    path = tmp_path / "state.json"
+    workers = [
+        subprocess.Popen([sys.executable, "-c", INCREMENT, str(path), "50"]) for _ in range(2)
+    ]
+    assert [worker.wait(timeout=120) for worker in workers] == [0, 0]
+    assert StateStore(path).load("counter") == {"n": 100}
+
+
+def test_files_written_atomically_get_normal_permissions(tmp_path):
+    atomic_write_text(tmp_path / "f.txt", "x")
+    reference = tmp_path / "plain.txt"
+    reference.write_text("x")
+    assert (tmp_path / "f.txt").stat().st_mode == reference.stat().st_mode
 
 
 def test_progress_renders_count_bar_and_postfix():

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from townlet_core.__about__ import ENTRY_POINT_GROUP, STRATEGY_API_VERSION, __version__
 
 if TYPE_CHECKING:
+    from townlet_core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
     from townlet_core.config import RunConfig
     from townlet_core.context import Services, TrainingContext
     from townlet_core.dto import TrainingResultDTO
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     )
     from townlet_core.hookspecs import hookimpl
     from townlet_core.orchestrator import Orchestrator
-    from townlet_core.plugins import StrategyRegistry
+    from townlet_core.plugins import SpecCollector, StrategyRegistry
     from townlet_core.spec import StrategySpec
     from townlet_core.strategy import TrainingStrategy
     from townlet_core.torch_guard import require_torch, torch_available
@@ -36,6 +37,7 @@ _EXPORTS = {
     "PluginLoadError": "townlet_core.errors",
     "RunConfig": "townlet_core.config",
     "Services": "townlet_core.context",
+    "SpecCollector": "townlet_core.plugins",
     "StrategyRegistry": "townlet_core.plugins",
     "StrategySpec": "townlet_core.spec",
     "TorchNotAvailableError": "townlet_core.errors",
@@ -44,6 +46,9 @@ _EXPORTS = {
     "TrainingResultDTO": "townlet_core.dto",
     "TrainingStrategy": "townlet_core.strategy",
     "UnknownStrategyError": "townlet_core.errors",
+    "atomic_write_bytes": "townlet_core.atomic",
+    "atomic_write_json": "townlet_core.atomic",
+    "atomic_write_text": "townlet_core.atomic",
     "hookimpl": "townlet_core.hookspecs",
     "require_torch": "townlet_core.torch_guard",
     "torch_available": "townlet_core.torch_guard",
@@ -57,6 +62,7 @@ __all__ = [
     "PluginLoadError",
     "RunConfig",
     "Services",
+    "SpecCollector",
     "StrategyRegistry",
     "StrategySpec",
     "TorchNotAvailableError",
@@ -66,6 +72,9 @@ __all__ = [
     "TrainingStrategy",
     "UnknownStrategyError",
     "__version__",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
     "hookimpl",
     "require_torch",
     "torch_available",
