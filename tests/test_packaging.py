@@ -48,7 +48,11 @@ def _clean_env(venv: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheelhouse")
-    projects = [ROOT / "townlet_core", ROOT / "examples" / "townlet-example-cem"]
+    projects = [
+        ROOT / "townlet_core",
+        ROOT / "townlet_strategies_bc",
+        ROOT / "examples" / "townlet-example-cem",
+    ]
     completed = _run(
         [
             sys.executable,
@@ -67,7 +71,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("venv") / "env"
     completed = _run([sys.executable, "-m", "venv", path], env=dict(os.environ))
@@ -150,3 +154,53 @@ def test_core_alone_then_a_third_party_wheel(wheelhouse, venv, tmp_path):
         env,
     )
     assert still_no_torch.stdout.strip() == "None"
+
+
+def test_core_with_the_bc_extra_lists_exactly_bc_and_trains(wheelhouse, venv, tmp_path):
+    env = _clean_env(venv)
+    installed = _run(
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--find-links",
+            wheelhouse,
+            "-c",
+            ROOT / "constraints" / "ci.txt",
+            "townlet-core[bc]",
+        ],
+        env,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    townlet = venv / "bin" / "townlet"
+    listed = json.loads(_run([townlet, "strategies", "list", "--json"], env).stdout)
+    assert [(e["name"], e["distribution"]) for e in listed] == [("bc", "townlet-strategies-bc")]
+    trained = _run(
+        [
+            townlet,
+            "train",
+            "--strategy",
+            "bc",
+            "--run-dir",
+            tmp_path / "run",
+            "--json",
+            "--set",
+            "bc.capture.episodes=3",
+            "--set",
+            "bc.epochs=2",
+            "--set",
+            "bc.eval_episodes=2",
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    assert (result["strategy"], result["mode"], result["status"]) == ("bc", "bc", "succeeded")
+    assert (tmp_path / "run" / "checkpoint" / "weights.safetensors").exists()
+    evaluated = _run(
+        [townlet, "evaluate", tmp_path / "run" / "checkpoint", "--episodes", "2", "--json"], env
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["episodes"] == 2

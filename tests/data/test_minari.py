@@ -264,7 +264,7 @@ def test_round_trip_keeps_episode_seeds(minari_root, tmp_path):
 
 def _townlet_dataset(directory: Path) -> list[Any]:
     """Three trajectories as a capture writes them: maps, terminated/truncated extras."""
-    writer = DatasetWriter(directory)
+    writer = DatasetWriter(directory, flush_interval=0)
     written = []
     for seed, steps in enumerate((4, 6, 5)):
         arrays = make_arrays(steps=steps, seed=seed)
@@ -335,7 +335,7 @@ def test_export_refuses_an_existing_dataset_id(minari_root, tmp_path):
 
 
 def test_failed_export_leaves_no_half_written_dataset(minari_root, tmp_path):
-    writer = DatasetWriter(tmp_path / "townlet")
+    writer = DatasetWriter(tmp_path / "townlet", flush_interval=0)
     for features in (3, 5):  # two observation shapes cannot share one Minari space
         writer.add(build_trajectory(make_arrays(features=features, map_shape=None)))
     with pytest.raises(DataError, match="one observation space"):

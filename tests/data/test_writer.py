@@ -31,7 +31,7 @@ def test_fixture_sample_round_trips_unchanged(fixtures_dir, tmp_path):
 
 
 def test_writer_keeps_a_readable_dataset_after_each_trajectory(tmp_path):
-    writer = DatasetWriter(tmp_path / "out", metadata={"env_id": "Toy-v0"})
+    writer = DatasetWriter(tmp_path / "out", metadata={"env_id": "Toy-v0"}, flush_interval=0)
     for index in range(3):
         writer.add(build_trajectory(make_arrays(seed=index)))
         dataset = ReplayDataset(tmp_path / "out")
@@ -40,6 +40,14 @@ def test_writer_keeps_a_readable_dataset_after_each_trajectory(tmp_path):
     assert dataset.sample_metrics()[0]["timesteps"] == 5.0
     leftovers = [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_manifest_rewrites_are_throttled_and_completed_on_close(tmp_path):
+    with DatasetWriter(tmp_path / "out", flush_interval=3600) as writer:
+        for index in range(4):
+            writer.add(build_trajectory(make_arrays(seed=index)))
+        assert ReplayDataset(tmp_path / "out").num_trajectories == 1  # listed at the first add
+    assert ReplayDataset(tmp_path / "out").num_trajectories == 4
 
 
 def test_interrupted_write_leaves_previous_trajectories_intact(tmp_path, monkeypatch):

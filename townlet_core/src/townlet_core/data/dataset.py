@@ -381,6 +381,13 @@ class TransitionLoader:
             out[name] = None if values[0] is None else np.concatenate(values)  # type: ignore[arg-type]
         return out
 
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """All transitions as contiguous arrays (in-memory datasets only), e.g. to move them
+        to a training device once."""
+        if self._arrays is None:
+            raise DataError("arrays() needs an in-memory dataset; streaming loads on demand")
+        return dict(self._arrays)
+
     @property
     def transitions(self) -> int:
         if self._arrays is not None:

@@ -15,7 +15,7 @@ import importlib
 import inspect
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeAlias
 
@@ -102,17 +102,20 @@ class RandomPolicy:
 def as_output(result: object, num_envs: int, action_dim: int, name: str) -> PolicyOutput:
     """Check a policy's answer for a batch and return it as a `PolicyOutput` of int64 actions.
 
-    Runs every step, so it checks only what would otherwise corrupt a dataset silently:
-    shapes, integer dtype and the action range.
+    Runs every step, so it checks only what would otherwise corrupt a dataset silently
+    (shapes, integer dtype, the action range) and with as few NumPy calls as it can.
     """
     output = result if isinstance(result, PolicyOutput) else PolicyOutput(np.asarray(result))
     actions = np.asarray(output.actions)
-    if actions.shape != (num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+    if actions.shape != (num_envs,) or actions.dtype.kind not in "iu":
         raise ConfigError(
             f"policy {name} returned actions of shape {actions.shape} and dtype {actions.dtype}; "
             f"a policy must return one integer action per environment, shape ({num_envs},)"
         )
-    if actions.min() < 0 or actions.max() >= action_dim:
+    if actions.dtype != np.int64:
+        actions = actions.astype(np.int64)
+    # Seen as unsigned, a negative id is huge: one reduction checks both ends of the range.
+    if actions.view(np.uint64).max() >= action_dim:
         bad = actions[(actions < 0) | (actions >= action_dim)]
         raise ConfigError(
             f"policy {name} returned action {int(bad[0])}, outside the action space "
@@ -124,7 +127,9 @@ def as_output(result: object, num_envs: int, action_dim: int, name: str) -> Poli
                 f"policy {name} returned {field} of shape {np.shape(value)}; expected "
                 f"({num_envs},), one per environment"
             )
-    return PolicyOutput(actions.astype(np.int64, copy=False), output.log_probs, output.values)
+    if actions is output.actions:
+        return output
+    return PolicyOutput(actions, output.log_probs, output.values)
 
 
 def resolve_policy(spec: str, env_id: str, action_space: Any, seed: int) -> Policy:
@@ -142,10 +147,10 @@ def resolve_policy(spec: str, env_id: str, action_space: Any, seed: int) -> Poli
     if _IMPORT_STRING.match(spec) and not path.exists():
         return _import_policy(spec, env_id)
     if path.exists() or _looks_like_path(spec):
-        return _checkpoint_policy(path)
+        return _checkpoint_policy(spec, path, seed)
     raise ConfigError(
-        f"unknown policy '{spec}'{did_you_mean(spec, NAMED_POLICIES)}; use scripted, random, "
-        "module:factory or the path of a checkpoint"
+        f"unknown policy '{spec}'{did_you_mean(spec, NAMED_POLICIES)} (a policy is scripted, "
+        "random, module:factory or the path of a checkpoint)"
     )
 
 
@@ -153,17 +158,19 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or spec.startswith(("~", ".")) or Path(spec).suffix != ""
 
 
-def _checkpoint_policy(path: Path) -> Policy:
-    """A trained policy from a checkpoint: needs a strategy that writes checkpoints."""
+def _checkpoint_policy(spec: str, path: Path, seed: int = 0) -> Policy:
+    """A trained policy from a checkpoint folder (greedy); loading weights needs torch."""
     if not path.exists():
         raise ConfigError(
-            f"policy checkpoint {path} does not exist; pass an existing checkpoint, "
+            f"policy checkpoint {spec} does not exist; pass an existing checkpoint, "
             "'scripted', 'random' or module:factory"
         )
-    raise ConfigError(
-        f"loading a checkpoint policy from {path} needs a strategy that writes checkpoints "
-        "(pip install 'townlet-core[bc]')"
-    )
+    from townlet_core.torch_guard import require_torch
+
+    require_torch(f"Loading the checkpoint policy {spec}", "bc")
+    from townlet_core.nn import TorchPolicy
+
+    return TorchPolicy.from_checkpoint(path, greedy=True, seed=seed)
 
 
 def _import_policy(spec: str, env_id: str) -> Policy:
@@ -180,6 +187,7 @@ def _import_policy(spec: str, env_id: str) -> Policy:
         ) from exc
     if not callable(target):
         raise ConfigError(f"policy factory '{spec}' is not callable")
+    parameters: Iterable[inspect.Parameter]
     try:
         parameters = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

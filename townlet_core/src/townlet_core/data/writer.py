@@ -1,12 +1,17 @@
 """`DatasetWriter`: append trajectories to a folder that is a valid dataset after every one.
 
-Each trajectory is written atomically (`.npz` and `.json`), then the folder's
-`manifest.json` is rewritten atomically to list it. An interrupted capture therefore leaves a
-readable dataset of every complete trajectory and never a half-written file.
+Each trajectory is written atomically (`.npz` and `.json`) and the folder's `manifest.json`
+is rewritten atomically to list it, at most once per `flush_interval` seconds (rewriting a
+growing manifest after every trajectory would cost time quadratic in its length) and always
+on `flush()`/`close()`. A capture interrupted by Ctrl-C flushes and so lists every complete
+trajectory; a hard kill can leave the last second's trajectories on disk but unlisted. The
+folder is never left with a half-written file.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,12 +33,16 @@ class DatasetWriter:
         prefix: str = "traj",
         metadata: Mapping[str, Any] | None = None,
         compress: bool = True,
+        flush_interval: float = 1.0,
     ) -> None:
         self.directory = directory
         self.prefix = prefix
         self.metadata = dict(metadata or {})
         self.compress = compress
+        self.flush_interval = flush_interval
         self._samples: list[dict[str, Any]] = []
+        self._listed = 0
+        self._last_flush = -math.inf
         if (directory / MANIFEST_NAME).exists():
             raise DataError(
                 f"{directory}: already holds a dataset ({MANIFEST_NAME}); choose another --out "
@@ -60,11 +69,28 @@ class DatasetWriter:
         self._samples.append(
             {"sample": sample_path.name, "meta": meta_path.name, "metrics": metrics}
         )
-        write_manifest(self.manifest_path, self._samples, self.metadata)
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
         return sample_path
+
+    def flush(self) -> None:
+        """Rewrite `manifest.json` (atomically) to list every trajectory written so far."""
+        if self._samples:
+            write_manifest(self.manifest_path, self._samples, self.metadata)
+            self._listed = len(self._samples)
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self._listed != len(self._samples):
+            self.flush()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def update_metadata(self, **values: Any) -> None:
         """Change the manifest's metadata (e.g. final counts) and rewrite it."""
         self.metadata.update(values)
-        if self._samples:
-            write_manifest(self.manifest_path, self._samples, self.metadata)
+        self.flush()

@@ -1,0 +1,171 @@
+"""The checkpoint format, torch-free: what `checkpoint.json` holds and how to check it.
+
+A checkpoint is a folder:
+
+    checkpoint.json       this description (network spec, spaces, producer, metrics, hashes)
+    weights.safetensors   the policy network's weights
+    state.pt              optional training state (optimiser, schedules, RNG) for resuming
+
+The description is enough to rebuild the network and to tell whether a checkpoint fits an
+environment or dataset before any weights are read, so any strategy can warm-start from any
+other's checkpoint and a mismatch is explained field by field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from townlet_core.errors import DataError
+
+INFO_FILE = "checkpoint.json"
+WEIGHTS_FILE = "weights.safetensors"
+STATE_FILE = "state.pt"
+FORMAT: Literal["townlet-checkpoint"] = "townlet-checkpoint"
+FORMAT_VERSION = 1
+
+
+class NetworkSpec(BaseModel):
+    """The policy network's shape: small, serialisable, shared by BC and PPO."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden_sizes: tuple[int, ...] = Field(
+        (64, 64), description="Widths of the hidden layers of the actor and of the critic."
+    )
+    activation: Literal["tanh", "relu"] = Field("tanh", description="Hidden-layer activation.")
+    encoder_hidden: int = Field(
+        256,
+        ge=1,
+        description="Width of each branch (map, features) of the encoder for observations "
+        "with a map; unused for flat observations.",
+    )
+    shared_trunk: bool = Field(
+        False,
+        description="One hidden stack for actor and critic (as the original Townlet network) "
+        "instead of two separate ones.",
+    )
+
+
+class ObservationSpec(BaseModel):
+    """What the network reads: a flat feature vector, and optionally a (C, H, W) map."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features_dim: int = Field(ge=1)
+    map_shape: tuple[int, int, int] | None = None
+    feature_names: list[str] | None = None
+
+
+class Producer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: str
+    strategy_version: str
+    townlet_core: str
+    torch: str | None = None
+
+
+class CheckpointInfo(BaseModel):
+    """Contents of `checkpoint.json`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["townlet-checkpoint"] = FORMAT
+    format_version: int = FORMAT_VERSION
+    network: NetworkSpec
+    observation: ObservationSpec
+    action_dim: int = Field(ge=1)
+    action_lookup: dict[str, int] | None = None
+    env_id: str | None = None
+    producer: Producer
+    seed: int
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    created_at: str
+    weights_sha256: str
+    parameters: int = Field(ge=0)
+    has_training_state: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def checkpoint_dir(path: Path | str) -> Path:
+    """The checkpoint folder for a path to the folder or to its `checkpoint.json`."""
+    path = Path(path)
+    return path.parent if path.name == INFO_FILE else path
+
+
+def read_info(path: Path | str) -> CheckpointInfo:
+    """Read and validate `checkpoint.json`; errors name the file and what is wrong."""
+    folder = checkpoint_dir(path)
+    info_path = folder / INFO_FILE
+    if not folder.exists():
+        raise DataError(f"{folder}: no such checkpoint")
+    if not info_path.exists():
+        raise DataError(
+            f"{folder}: not a Townlet checkpoint (no {INFO_FILE}); pass the checkpoint folder "
+            "a training run wrote, e.g. RUN_DIR/checkpoint"
+        )
+    try:
+        data = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{info_path}: unreadable checkpoint description ({exc})") from exc
+    if isinstance(data, dict) and data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise DataError(
+            f"{info_path}: checkpoint format version {data['format_version']} is newer than "
+            f"this townlet-core reads ({FORMAT_VERSION}); upgrade townlet-core"
+        )
+    try:
+        return CheckpointInfo.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise DataError(f"{info_path}: invalid checkpoint description: {problems}") from exc
+
+
+def mismatches(info: CheckpointInfo, observation: ObservationSpec, action_dim: int) -> list[str]:
+    """How a checkpoint differs from the observations and actions it is asked to serve."""
+    problems = []
+    expected = info.observation
+    if expected.features_dim != observation.features_dim:
+        problems.append(
+            f"features: checkpoint reads {expected.features_dim}, the data has "
+            f"{observation.features_dim}"
+        )
+    if expected.map_shape != observation.map_shape:
+        problems.append(
+            f"map: checkpoint reads {expected.map_shape or 'no map'}, the data has "
+            f"{observation.map_shape or 'no map'}"
+        )
+    if info.action_dim != action_dim:
+        problems.append(f"actions: checkpoint has {info.action_dim}, the data needs {action_dim}")
+    if (
+        expected.feature_names
+        and observation.feature_names
+        and expected.feature_names != observation.feature_names
+    ):
+        differing = [
+            f"{i}: {a!r} vs {b!r}"
+            for i, (a, b) in enumerate(
+                zip(expected.feature_names, observation.feature_names, strict=False)
+            )
+            if a != b
+        ][:3]
+        problems.append(f"feature names differ ({'; '.join(differing)})")
+    return problems
+
+
+def check_compatible(
+    path: Path | str, info: CheckpointInfo, observation: ObservationSpec, action_dim: int
+) -> None:
+    """Raise DataError listing every difference if the checkpoint cannot serve this data."""
+    problems = mismatches(info, observation, action_dim)
+    if problems:
+        raise DataError(
+            f"{checkpoint_dir(path)}: checkpoint does not fit ({'; '.join(problems)}); use a "
+            "checkpoint trained on the same observation and action spaces"
+        )

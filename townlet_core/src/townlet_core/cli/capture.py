@@ -1,0 +1,144 @@
+"""`townlet capture`: record trajectories from a Gymnasium environment into a dataset folder.
+
+Only click is imported here; NumPy and Gymnasium load when the command runs, so
+`townlet capture --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from townlet_core.data.capture import CaptureSummary
+
+
+@click.command()
+@click.option(
+    "--env",
+    "env_id",
+    required=True,
+    metavar="ID",
+    help="Gymnasium id (e.g. CartPole-v1) or an entry point module:Class.",
+)
+@click.option(
+    "--policy",
+    default="scripted",
+    show_default=True,
+    metavar="POLICY",
+    help="scripted (the built-in expert), random, module:factory or a checkpoint PATH.",
+)
+@click.option("--episodes", type=click.IntRange(min=1), help="Capture this many episodes.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    help="Capture this many transitions in all (running episodes are cut, marked truncated).",
+)
+@click.option(
+    "--num-envs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Environments stepped together.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for resets and policy.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder (must not already hold a dataset).",
+)
+@click.option(
+    "--max-episode-steps",
+    type=click.IntRange(min=1),
+    help="Truncate episodes after this many steps (default: the environment's own limit).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
+def capture(
+    env_id: str,
+    policy: str,
+    episodes: int | None,
+    steps: int | None,
+    num_envs: int,
+    seed: int,
+    out: Path,
+    max_episode_steps: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Run a policy in a Gymnasium environment and write each episode as a Townlet sample
+    (.npz + .json) into OUT, with a manifest.json that is valid after every episode.
+
+    Give exactly one budget: --episodes N or --steps N. The same --seed and --num-envs
+    give identical data.
+    """
+    if (episodes is None) == (steps is None):
+        raise click.UsageError("give exactly one of --episodes N or --steps N")
+    from townlet_core.data.capture import capture as run_capture
+    from townlet_core.errors import RunInterruptedError
+    from townlet_core.progress import Progress, progress_wanted
+
+    unit = "episodes" if episodes is not None else "steps"
+    progress = Progress(
+        episodes or steps, f"capture {env_id} ({unit})", enabled=progress_wanted(quiet)
+    )
+    try:
+        with progress:
+            summary = run_capture(
+                env_id,
+                policy,
+                episodes=episodes,
+                steps=steps,
+                num_envs=num_envs,
+                seed=seed,
+                out=out,
+                max_episode_steps=max_episode_steps,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        raise RunInterruptedError(
+            f"interrupted; {out} keeps the {_written(out)} complete trajectories written so far"
+        ) from None
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(format_summary(summary))
+
+
+def _written(out: Path) -> int:
+    """How many trajectories the (possibly interrupted) capture's manifest lists."""
+    from townlet_core.data.manifest import MANIFEST_NAME
+
+    try:
+        document = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    samples = document.get("samples") if isinstance(document, dict) else None
+    return len(samples) if isinstance(samples, list) else 0
+
+
+def format_summary(summary: CaptureSummary) -> str:
+    """Counts, return and length statistics and where the dataset is."""
+    data = summary.to_dict()
+    returns, lengths = data["return"], data["length"]
+    lines = [
+        f"captured {summary.num_trajectories} trajectories ({summary.transitions} transitions) "
+        f"from {summary.env_id} in {summary.seconds:.1f}s "
+        f"({summary.transitions_per_second:,.0f} transitions/s, {summary.vectorization})",
+    ]
+    if summary.num_trajectories:
+        lines.append(
+            f"  return: mean {returns['mean']:.4g}, min {returns['min']:.4g}, "
+            f"max {returns['max']:.4g}"
+        )
+        lines.append(
+            f"  length: mean {lengths['mean']:.4g}, min {lengths['min']:.0f}, "
+            f"max {lengths['max']:.0f}"
+        )
+    if summary.path is not None:
+        lines.append(f"  dataset: {summary.path}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""`townlet evaluate CHECKPOINT`: how well a trained policy does in an environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--env", "env_id", metavar="ID", help="Environment (default: the checkpoint's).")
+@click.option("--episodes", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the episodes."
+)
+@click.option(
+    "--stochastic", is_flag=True, help="Sample actions instead of taking the most likely."
+)
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--max-episode-steps", type=click.IntRange(min=1), help="Cut episodes at this length."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def evaluate(
+    checkpoint: Path,
+    env_id: str | None,
+    episodes: int,
+    seed: int,
+    stochastic: bool,
+    device: str,
+    max_episode_steps: int | None,
+    as_json: bool,
+) -> None:
+    """Run CHECKPOINT (a checkpoint folder, e.g. RUN_DIR/checkpoint) for N episodes and
+    report the mean, std, min and max of return and episode length. Greedy by default."""
+    from townlet_core.checkpoints import ObservationSpec, check_compatible, read_info
+    from townlet_core.errors import ConfigError
+    from townlet_core.evaluation import environment_spaces, evaluate_policy
+    from townlet_core.torch_guard import require_torch
+
+    info = read_info(checkpoint)
+    env_id = env_id or info.env_id
+    if env_id is None:
+        raise ConfigError(f"{checkpoint}: the checkpoint records no environment; pass --env ID")
+    layout, actions = environment_spaces(env_id, max_episode_steps)
+    map_shape = layout.get("map")
+    observation = ObservationSpec(
+        features_dim=layout["features"][0],
+        map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
+    )
+    check_compatible(checkpoint, info, observation, actions)
+    require_torch("townlet evaluate", "bc")
+    from townlet_core.nn import TorchPolicy, device_name, select_device
+
+    torch_device, _described = select_device(device)
+    policy = TorchPolicy.from_checkpoint(
+        checkpoint, device=device_name(torch_device), greedy=not stochastic, seed=seed
+    )
+    result = evaluate_policy(
+        env_id, policy, episodes=episodes, seed=seed, max_episode_steps=max_episode_steps
+    )
+    if as_json:
+        payload = {
+            "checkpoint": str(checkpoint),
+            "greedy": not stochastic,
+            "device": device_name(torch_device),
+            **result.as_dict(),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    mode = "stochastic" if stochastic else "greedy"
+    click.echo(f"{env_id}, {result.episodes} episodes ({mode}, seed {seed}):")
+    click.echo(
+        f"  return: mean {result.mean_return:.2f}, std {result.std_return:.2f}, "
+        f"min {result.min_return:.2f}, max {result.max_return:.2f}"
+    )
+    click.echo(
+        f"  length: mean {result.mean_length:.1f}, std {result.std_length:.1f}, "
+        f"min {result.min_length}, max {result.max_length}"
+    )

@@ -1,0 +1,682 @@
+"""Capture trajectories from a Gymnasium environment with a policy, without torch.
+
+How it works, and why:
+
+- Several copies of the environment step together through Gymnasium's vector API, and the
+  policy answers for the whole batch in one call. An id with a native vector implementation
+  (CartPole's `vector_entry_point`) uses it when `num_envs` is large enough for it to beat a
+  `SyncVectorEnv`; every other id, and every `module:Class`, steps through `SyncVectorEnv`.
+- Vector envs reset in `NEXT_STEP` mode: the step that ends an episode returns its final
+  observation, and the next step of that env only resets it. That step is never recorded, so
+  no episode's final observation turns up as a step of the next one, and the policy's value
+  of the final observation (the bootstrap of a truncated episode) comes from the policy call
+  the next step needs anyway.
+- Steps go into one batched buffer, a row per vector step, so recording costs a handful of
+  array assignments per step whatever the number of envs; an episode's rows are cut out
+  when it ends.
+- The budget is split evenly over the envs before the capture starts (env i runs its share
+  of the episodes or steps, then idles). Taking whichever episodes finish first would favour
+  short episodes and bias returns low; a fixed split does not, and keeps the data a function
+  of `(seed, num_envs)` alone.
+- With `out`, each trajectory is written (atomically, by `DatasetWriter`) as soon as it ends,
+  so an interrupted capture leaves a readable dataset of every complete trajectory.
+
+Reproducibility: the same environment, policy, `seed`, `num_envs` and budget give
+byte-identical arrays. The first reset is seeded with `seed` (a SyncVectorEnv gives env i
+`seed + i`, a native vector env seeds its one generator), later resets continue those
+generators; a "random" policy draws from its own stream derived from `seed`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from townlet_core.__about__ import __version__
+from townlet_core._suggest import did_you_mean
+from townlet_core.data.policies import Policy, PolicyOutput, action_count, as_output, resolve_policy
+from townlet_core.data.trajectory import Trajectory, build_trajectory
+from townlet_core.data.writer import DatasetWriter
+from townlet_core.errors import ConfigError
+
+#: Info keys that are not per-step counters (Gymnasium's own bookkeeping).
+IGNORED_INFO_KEYS = frozenset({"final_obs", "final_info", "episode"})
+#: From this many envs on, an id's native vector env is used instead of SyncVectorEnv. A
+#: native CartPole step costs about the same for 1 or 16 envs, a SyncVectorEnv step grows
+#: with each env: capturing CartPole, the two break even between 4 and 6 envs.
+NATIVE_VECTOR_MIN_ENVS = 5
+
+
+class ProgressLike(Protocol):
+    """What capture needs of a progress display (`townlet_core.progress.Progress` fits)."""
+
+    def update(self, n: int = 1, **postfix: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class CaptureSummary:
+    """What a capture produced. `trajectories` holds them only when nothing was written."""
+
+    env_id: str
+    policy: str
+    seed: int
+    num_envs: int
+    vectorization: str
+    transitions: int
+    returns: tuple[float, ...]
+    lengths: tuple[int, ...]
+    seconds: float
+    path: Path | None = None
+    trajectories: tuple[Trajectory, ...] = field(default=(), repr=False)
+
+    @property
+    def num_trajectories(self) -> int:
+        return len(self.returns)
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else math.nan
+
+    @property
+    def transitions_per_second(self) -> float:
+        return self.transitions / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: counts, return and length statistics, where the data went."""
+        returns = np.asarray(self.returns, dtype=np.float64)
+        lengths = np.asarray(self.lengths, dtype=np.float64)
+
+        def stats(values: np.ndarray) -> dict[str, float | None]:
+            if values.size == 0:
+                return {"mean": None, "std": None, "min": None, "max": None}
+            return {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+
+        return {
+            "env_id": self.env_id,
+            "policy": self.policy,
+            "seed": self.seed,
+            "num_envs": self.num_envs,
+            "vectorization": self.vectorization,
+            "trajectories": self.num_trajectories,
+            "transitions": self.transitions,
+            "return": stats(returns),
+            "length": stats(lengths),
+            "seconds": self.seconds,
+            "transitions_per_second": self.transitions_per_second,
+            "path": str(self.path) if self.path is not None else None,
+        }
+
+
+# --- environments --------------------------------------------------------------------------
+
+
+def _env_constructor(env_id: str) -> Any:
+    """None for a registered id; the class (or factory) for a `module:Class` entry point."""
+    import gymnasium
+
+    if env_id in gymnasium.registry:
+        return None
+    module_name, colon, attribute = env_id.partition(":")
+    if not colon:
+        suggestion = did_you_mean(env_id, gymnasium.registry.keys())
+        hint = (
+            suggestion
+            if suggestion
+            else "; pass a registered Gymnasium id (e.g. CartPole-v1) or module:Class"
+        )
+        raise ConfigError(f"unknown environment '{env_id}'{hint}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import environment module '{module_name}' ({exc}); install it or fix "
+            "the module:Class name"
+        ) from exc
+    if attribute in gymnasium.registry:  # "module:Env-v0": importing registered the id
+        return None
+    target = getattr(module, attribute, None)
+    if not callable(target):
+        raise ConfigError(
+            f"'{module_name}' has no environment class '{attribute}'"
+            f"{did_you_mean(attribute, dir(module))}"
+        )
+    return target
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, max_episode_steps: int | None = None
+) -> tuple[Any, str]:
+    """A vector env in NEXT_STEP autoreset mode and how it was built ("native" or "sync")."""
+    import gymnasium
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    constructor = _env_constructor(env_id)
+    limit: dict[str, Any] = {}
+    if max_episode_steps is not None:
+        limit["max_episode_steps"] = max_episode_steps
+    try:
+        if constructor is not None:
+            return SyncVectorEnv(
+                [_class_env(constructor, max_episode_steps) for _ in range(num_envs)],
+                copy=False,
+                autoreset_mode=AutoresetMode.NEXT_STEP,
+            ), "sync"
+        registered = env_id.rpartition(":")[2]
+        spec = gymnasium.spec(registered)
+        if spec.vector_entry_point is not None and num_envs >= NATIVE_VECTOR_MIN_ENVS:
+            native = _native_vector_env(registered, num_envs, limit)
+            if native is not None:
+                return native, "native"
+        return gymnasium.make_vec(
+            registered,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"copy": False, "autoreset_mode": AutoresetMode.NEXT_STEP},
+            **limit,
+        ), "sync"
+    except gymnasium.error.Error as exc:
+        raise ConfigError(f"cannot create environment '{env_id}': {exc}") from exc
+
+
+def _native_vector_env(env_id: str, num_envs: int, limit: dict[str, Any]) -> Any:
+    """The id's own vector implementation, or None when it cannot serve this capture."""
+    import gymnasium
+    from gymnasium.vector import AutoresetMode
+
+    try:
+        env = gymnasium.make_vec(
+            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **limit
+        )
+    except (gymnasium.error.Error, TypeError):
+        return None
+    if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
+        env.close()
+        return None
+    return env
+
+
+def _class_env(constructor: Any, max_episode_steps: int | None) -> Any:
+    def make() -> Any:
+        from gymnasium.wrappers import TimeLimit
+
+        env = constructor()
+        return env if max_episode_steps is None else TimeLimit(env, max_episode_steps)
+
+    return make
+
+
+def observation_layout(space: Any, env_id: str) -> dict[str, tuple[int, ...]]:
+    """Per-env shapes of what is recorded: `features` (F,), plus `map` (C, H, W) if any."""
+    from gymnasium import spaces
+
+    if _box_of_rank(space, 1):
+        return {"features": tuple(space.shape)}
+    if isinstance(space, spaces.Dict) and set(space.spaces) <= {"map", "features"}:
+        features: Any = space.spaces.get("features")
+        map_space: Any = space.spaces.get("map")
+        if _box_of_rank(features, 1) and (map_space is None or _box_of_rank(map_space, 3)):
+            layout = {} if map_space is None else {"map": tuple(map_space.shape)}
+            return {**layout, "features": tuple(features.shape)}
+    raise ConfigError(
+        f"environment '{env_id}' has observation space {space}; capture records a flat Box "
+        "(features) or a Dict of 'features' (flat Box) and optionally 'map' (C, H, W Box). "
+        "Wrap the env (e.g. gymnasium.wrappers.FlattenObservation) to fit"
+    )
+
+
+def _box_of_rank(space: Any, rank: int) -> bool:
+    from gymnasium import spaces
+
+    return isinstance(space, spaces.Box) and len(space.shape) == rank
+
+
+# --- recording -----------------------------------------------------------------------------
+
+
+class _StepBuffer:
+    """One row per vector step, a column per env; episodes are cut out by (env, rows)."""
+
+    def __init__(self, num_envs: int, layout: Mapping[str, tuple[int, ...]]) -> None:
+        self.num_envs = num_envs
+        self.capacity = 256
+        self.base = 0  # global index of local row 0
+        self.used = 0
+        self.shapes: dict[str, tuple[tuple[int, ...], type[np.generic]]] = {
+            **{name: (shape, np.float32) for name, shape in layout.items()},
+            "actions": ((), np.int64),
+            "old_log_probs": ((), np.float32),
+            "value_preds": ((), np.float32),
+            "rewards": ((), np.float32),
+            "terminated": ((), np.bool_),
+            "truncated": ((), np.bool_),
+        }
+        self.arrays = {
+            name: np.zeros((self.capacity, num_envs, *shape), dtype=dtype)
+            for name, (shape, dtype) in self.shapes.items()
+        }
+
+    @property
+    def full(self) -> bool:
+        return self.used == self.capacity
+
+    def make_room(self, keep_from: int) -> None:
+        """Drop rows before global row `keep_from`; double the capacity if still over half full."""
+        drop = keep_from - self.base
+        kept = self.used - drop
+        if kept > self.capacity // 2:
+            self.capacity *= 2
+        for name, array in self.arrays.items():
+            # Fresh zeroed rows: a row a policy leaves without log-probs or values reads 0.
+            fresh = np.zeros((self.capacity, *array.shape[1:]), dtype=array.dtype)
+            fresh[:kept] = array[drop : self.used]
+            self.arrays[name] = fresh
+        self.base, self.used = keep_from, kept
+
+    def take(self, env: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Contiguous copies of rows [start, stop) of one env."""
+        first, last = start - self.base, stop - self.base
+        return {name: array[first:last, env].copy() for name, array in self.arrays.items()}
+
+
+class _Counters:
+    """Sums of numeric scalar `info` entries per env, for the episode being recorded."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.sums: dict[str, np.ndarray] = {}
+        self.seen: dict[str, np.ndarray] = {}
+        self.integer: dict[str, bool] = {}
+
+    def add(self, info: Mapping[str, Any], recording: np.ndarray) -> None:
+        for key, value in info.items():
+            if key.startswith("_") or key in IGNORED_INFO_KEYS:
+                continue
+            if not isinstance(value, np.ndarray) or value.shape != (self.num_envs,):
+                continue
+            if value.dtype.kind not in "iuf":
+                continue
+            present = info.get(f"_{key}")
+            mask = recording if present is None else recording & present
+            if key not in self.sums:
+                self.sums[key] = np.zeros(self.num_envs, dtype=np.float64)
+                self.seen[key] = np.zeros(self.num_envs, dtype=np.bool_)
+                self.integer[key] = value.dtype.kind in "iu"
+            self.sums[key] += np.where(mask, value, 0)
+            self.seen[key] |= mask
+            self.integer[key] &= value.dtype.kind in "iu"
+
+    def pop(self, env: int) -> dict[str, float | int]:
+        """This env's counters (only those it reported), then zero them for its next episode."""
+        counters: dict[str, float | int] = {}
+        for key, sums in self.sums.items():
+            if self.seen[key][env]:
+                total = float(sums[env])
+                counters[key] = round(total) if self.integer[key] else total
+            sums[env] = 0.0
+            self.seen[key][env] = False
+        return counters
+
+
+def _quotas(episodes: int | None, steps: int | None, num_envs: int) -> np.ndarray:
+    """Each env's share of the budget (episodes or transitions)."""
+    if (episodes is None) == (steps is None):
+        raise ConfigError("pass exactly one of episodes or steps (the capture budget)")
+    total = episodes if episodes is not None else steps
+    name = "episodes" if episodes is not None else "steps"
+    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {total!r}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+    quotas = np.full(num_envs, total // num_envs, dtype=np.int64)
+    quotas[: total % num_envs] += 1
+    return quotas
+
+
+def _policy_name(policy: Policy | str) -> str:
+    if isinstance(policy, str):
+        return policy
+    name = getattr(policy, "__qualname__", None) or type(policy).__qualname__
+    return f"{getattr(policy, '__module__', '?')}:{name}"
+
+
+class _Capture:
+    """The state of one capture: buffer, per-env progress, counters and the output.
+
+    Per env: `idle` (its share of the budget is used up), `resetting` (its next step is the
+    NEXT_STEP reset, not recorded) and `start` (global row of its open episode's first step).
+    `recording` caches `~(idle | resetting)`; it changes only when an episode ends.
+    """
+
+    def __init__(
+        self,
+        *,
+        env_id: str,
+        seed: int,
+        quotas: np.ndarray,
+        by_steps: bool,
+        layout: Mapping[str, tuple[int, ...]],
+        action_dim: int,
+        feature_names: list[str] | None,
+        writer: DatasetWriter | None,
+        keep: bool,
+        progress: ProgressLike | None,
+    ) -> None:
+        num_envs = int(quotas.shape[0])
+        self.env_id = env_id
+        self.seed = seed
+        self.by_steps = by_steps
+        self.action_dim = action_dim
+        self.feature_names = feature_names
+        self.map_shape = list(layout["map"]) if "map" in layout else None
+        self.writer = writer
+        self.keep = keep
+        self.progress = progress
+        self.buffer = _StepBuffer(num_envs, layout)
+        self.counters = _Counters(num_envs)
+        self.left = quotas.copy()
+        self.idle = quotas == 0
+        self.resetting = np.zeros(num_envs, dtype=np.bool_)
+        self.recording = ~self.idle
+        self.recording_count = int(self.recording.sum())
+        self.start = np.zeros(num_envs, dtype=np.int64)
+        self.env_episodes = np.zeros(num_envs, dtype=np.int64)
+        self.transitions = 0
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.kept: list[Trajectory] = []
+
+    @property
+    def running(self) -> bool:
+        return not self.idle.all()
+
+    def _refresh(self) -> None:
+        self.recording = ~(self.idle | self.resetting)
+        self.recording_count = int(self.recording.sum())
+
+    def keep_from(self) -> int:
+        """The first row an episode still being recorded needs (rows before it can go)."""
+        if self.recording.any():
+            return int(self.start[self.recording].min())
+        return self.buffer.base + self.buffer.used
+
+    def write_inputs(self, observation: Any, output: PolicyOutput) -> int:
+        """Record what the policy saw and did, before the env step reuses its buffers.
+
+        Returns the step's global row.
+        """
+        buffer = self.buffer
+        if buffer.full:
+            buffer.make_room(self.keep_from())
+        row = buffer.used
+        buffer.used += 1
+        arrays = buffer.arrays
+        if isinstance(observation, Mapping):
+            for name, value in observation.items():
+                arrays[name][row] = value
+        else:
+            arrays["features"][row] = observation
+        arrays["actions"][row] = output.actions
+        if output.log_probs is not None:
+            arrays["old_log_probs"][row] = output.log_probs
+        if output.values is not None:
+            arrays["value_preds"][row] = output.values
+        return buffer.base + row
+
+    def write_outcome(
+        self,
+        row: int,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: Mapping[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Record the step's outcome; (finished envs, envs cut by the budget) or None."""
+        local = row - self.buffer.base
+        arrays = self.buffer.arrays
+        arrays["rewards"][local] = rewards
+        arrays["terminated"][local] = terminated
+        arrays["truncated"][local] = truncated
+        recording = self.recording
+        if info:
+            self.counters.add(info, recording)
+        self.transitions += self.recording_count
+        if self.resetting.any():
+            self.start[self.resetting] = row + 1
+            self.resetting[:] = False
+            self._refresh()
+        finished = (terminated | truncated) & recording
+        if self.by_steps:
+            self.left -= recording
+            cut = (self.left == 0) & recording & ~finished
+            finished |= cut
+        if not finished.any():
+            return None
+        if not self.by_steps:
+            cut = np.zeros_like(finished)
+            self.left -= finished
+        self.idle |= finished & (self.left == 0)
+        self.resetting |= finished & ~cut & ~self.idle
+        self._refresh()
+        return finished, cut
+
+    def finish(self, env: int, row: int, cut: bool, bootstrap: float) -> None:
+        """Cut out env's episode ending at `row`, build the trajectory and write or keep it."""
+        if self.writer is None and not self.keep:
+            self._tally(env, row)
+            return
+        arrays = self.buffer.take(env, int(self.start[env]), row + 1)
+        if cut:
+            arrays["truncated"][-1] = True
+        arrays["dones"] = arrays["terminated"] | arrays["truncated"]
+        arrays["value_preds"] = np.append(arrays["value_preds"], np.float32(bootstrap))
+        length = int(arrays["actions"].shape[0])
+        episode_return = float(arrays["rewards"].sum(dtype=np.float64))
+        episode = len(self.returns)
+        metadata: dict[str, Any] = {
+            "env_id": self.env_id,
+            "episode": episode,
+            "env_index": env,
+            "env_episode": int(self.env_episodes[env]),
+            "seed": self.seed,
+            "action_dim": self.action_dim,
+            "feature_names": self.feature_names,
+            "return": episode_return,
+            "length": length,
+            "terminated": bool(arrays["terminated"][-1]),
+            "truncated": bool(arrays["truncated"][-1]),
+            "cut_by_budget": cut,
+            "counters": self.counters.pop(env),
+        }
+        if self.map_shape is not None:
+            metadata["map_shape"] = self.map_shape
+        where = f"{self.env_id} episode {episode} (env {env})"
+        trajectory = build_trajectory(arrays, metadata, source=where)
+        trajectory.source = None
+        self.env_episodes[env] += 1
+        self.returns.append(episode_return)
+        self.lengths.append(length)
+        if self.writer is not None:
+            self.writer.add(trajectory)
+        else:
+            self.kept.append(trajectory)
+
+    def _tally(self, env: int, row: int) -> None:
+        """Only the return and length of env's episode ending at `row` (nothing is kept)."""
+        first, last = int(self.start[env]) - self.buffer.base, row + 1 - self.buffer.base
+        rewards = self.buffer.arrays["rewards"][first:last, env]
+        self.counters.pop(env)
+        self.env_episodes[env] += 1
+        self.returns.append(float(rewards.sum(dtype=np.float64)))
+        self.lengths.append(last - first)
+
+    def report(self, transitions: int, episodes: int) -> None:
+        if self.progress is None:
+            return
+        done = len(self.returns)
+        mean = sum(self.returns) / done if done else math.nan
+        self.progress.update(
+            transitions if self.by_steps else episodes, episodes=done, mean_return=mean
+        )
+
+
+def capture(
+    env_id: str,
+    policy: Policy | str,
+    *,
+    episodes: int | None = None,
+    steps: int | None = None,
+    num_envs: int = 1,
+    seed: int = 0,
+    out: Path | None = None,
+    max_episode_steps: int | None = None,
+    progress: ProgressLike | None = None,
+    keep: bool = True,
+) -> CaptureSummary:
+    """Run `policy` in `num_envs` copies of `env_id` and record trajectories.
+
+    `env_id` is a registered Gymnasium id or `module:Class`; `policy` a callable (see
+    `townlet_core.data.policies`) or a spec for `resolve_policy` ("scripted", "random",
+    "module:factory"). The budget is exactly one of `episodes` (that many complete
+    trajectories) or `steps` (that many transitions in all; an episode still running when
+    its env's share runs out is kept with its last step marked truncated and
+    `cut_by_budget: true` in its metadata). With `out`, trajectories are written there as
+    they end and the summary carries none; without, the summary holds them unless `keep` is
+    false (evaluation needs only returns and lengths). `progress` is advanced by transitions
+    (steps budget) or finished episodes (episodes budget).
+    """
+    quotas = _quotas(episodes, steps, num_envs)
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
+    env, vectorization = make_vector_env(env_id, num_envs, max_episode_steps)
+    try:
+        action_dim = action_count(env.single_action_space, env_id)
+        layout = observation_layout(env.single_observation_space, env_id)
+        policy_name = _policy_name(policy)
+        if isinstance(policy, str):
+            policy = resolve_policy(policy, env_id, env.single_action_space, seed)
+        settings = {
+            "env_id": env_id,
+            "policy": policy_name,
+            "seed": seed,
+            "num_envs": num_envs,
+            "episodes": episodes,
+            "steps": steps,
+            "max_episode_steps": max_episode_steps,
+            "vectorization": vectorization,
+        }
+        writer = None if out is None else _open_writer(out, settings)
+        names = env.metadata.get("feature_names")
+        state = _Capture(
+            env_id=env_id,
+            seed=seed,
+            quotas=quotas,
+            by_steps=steps is not None,
+            layout=layout,
+            action_dim=action_dim,
+            feature_names=[str(n) for n in names] if names is not None else None,
+            writer=writer,
+            keep=keep,
+            progress=progress,
+        )
+        started = time.perf_counter()
+        try:
+            _run(env, policy, policy_name, state, seed)
+        except KeyboardInterrupt:
+            if writer is not None:
+                writer.update_metadata(interrupted=True, **_totals(state))
+            raise
+        seconds = time.perf_counter() - started
+        if writer is not None:
+            writer.update_metadata(interrupted=False, **_totals(state))
+    finally:
+        env.close()
+    return CaptureSummary(
+        env_id=env_id,
+        policy=policy_name,
+        seed=seed,
+        num_envs=num_envs,
+        vectorization=vectorization,
+        transitions=state.transitions,
+        returns=tuple(state.returns),
+        lengths=tuple(state.lengths),
+        seconds=seconds,
+        path=out,
+        trajectories=tuple(state.kept),
+    )
+
+
+def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> None:
+    """Step until every env has used its share of the budget."""
+    num_envs, action_dim = state.buffer.num_envs, state.action_dim
+    observation, _ = env.reset(seed=seed)
+    output = as_output(policy(observation), num_envs, action_dim, name)
+    while True:
+        row = state.write_inputs(observation, output)
+        recorded = state.recording_count
+        observation, rewards, terminated, truncated, info = env.step(output.actions)
+        ended = state.write_outcome(row, rewards, terminated, truncated, info)
+        if ended is None:  # the common case: every episode goes on
+            output = as_output(policy(observation), num_envs, action_dim, name)
+            state.report(recorded, 0)
+            continue
+        finished, cut = ended
+        # A truncated episode's bootstrap is the policy's value of its final observation,
+        # which the next policy call (on `observation`) computes; write the others first so
+        # that an interrupt in that call loses none of them.
+        wants_value = finished & (cut | truncated) & ~terminated
+        if output.values is None:
+            wants_value[:] = False
+        for env_index in np.flatnonzero(finished & ~wants_value):
+            state.finish(int(env_index), row, bool(cut[env_index]), 0.0)
+        running = state.running
+        if running or wants_value.any():
+            output = as_output(policy(observation), num_envs, action_dim, name)
+        values = output.values
+        for env_index in np.flatnonzero(wants_value):
+            bootstrap = 0.0 if values is None else float(values[env_index])
+            state.finish(int(env_index), row, bool(cut[env_index]), bootstrap)
+        state.report(recorded, int(finished.sum()))
+        if not running:
+            return
+
+
+def _totals(state: _Capture) -> dict[str, Any]:
+    returns = state.returns
+    return {
+        "trajectories": len(returns),
+        "transitions": sum(state.lengths),
+        "mean_return": sum(returns) / len(returns) if returns else None,
+    }
+
+
+def _open_writer(out: Path, settings: Mapping[str, Any]) -> DatasetWriter:
+    """The dataset folder, its manifest carrying the capture settings and versions."""
+    import gymnasium
+
+    metadata = {
+        **settings,
+        "townlet_core_version": __version__,
+        "gymnasium_version": str(gymnasium.__version__),
+    }
+    return DatasetWriter(out, prefix="traj", metadata=metadata)
+
+
+__all__ = [
+    "CaptureSummary",
+    "ProgressLike",
+    "capture",
+    "make_vector_env",
+    "observation_layout",
+]

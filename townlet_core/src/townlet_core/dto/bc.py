@@ -1,0 +1,43 @@
+"""`BCTrainingResultDTO`: what a behaviour-cloning run reports.
+
+Keeps the original Townlet fields (mode, manifest, accuracy, loss, learning_rate,
+batch_size, epochs, weight_decay, device, duration_sec) with their bounds, and adds what the
+original never produced: held-out validation numbers, the epochs actually run, the
+checkpoint, and the greedy return of the cloned policy when an environment was given.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from townlet_core.dto.base import TrainingResultDTO
+
+
+class BCTrainingResultDTO(TrainingResultDTO):
+    """Behaviour cloning result. `accuracy`/`loss` are on the training split after training
+    (loss: mean over samples, not the last mini-batch); `val_*` on the held-out split."""
+
+    mode: Literal["bc"] = "bc"
+    manifest: str = Field(description="The demonstrations trained on (dataset path).")
+    accuracy: float = Field(ge=0.0, le=1.0, description="Training-split accuracy.")
+    loss: float = Field(ge=0.0, description="Training-split mean cross-entropy.")
+    val_accuracy: float | None = Field(None, ge=0.0, le=1.0)
+    val_loss: float | None = Field(None, ge=0.0)
+    learning_rate: float = Field(gt=0.0)
+    batch_size: int = Field(gt=0)
+    epochs: int = Field(gt=0, description="Epochs configured.")
+    epochs_run: int = Field(gt=0, description="Epochs run (fewer after early stopping).")
+    weight_decay: float | None = Field(None, ge=0.0)
+    samples: int = Field(ge=0, description="Training transitions.")
+    val_samples: int = Field(0, ge=0, description="Validation transitions.")
+    action_dim: int = Field(gt=0)
+    checkpoint: str = Field(description="Checkpoint folder, relative to the run directory.")
+    eval_env: str | None = None
+    eval_episodes: int | None = Field(None, gt=0)
+    eval_mean_return: float | None = None
+    eval_std_return: float | None = Field(None, ge=0.0)
+    eval_min_return: float | None = None
+    eval_max_return: float | None = None
+    eval_mean_length: float | None = Field(None, ge=0.0)

@@ -1,0 +1,187 @@
+"""Save and load checkpoints (format in `townlet_core.checkpoints`), atomically.
+
+A checkpoint folder is written under a temporary name and renamed into place, so a crash
+leaves either no checkpoint or a complete one. Loading verifies the weights' SHA-256 and
+says exactly what differs when a checkpoint does not fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from townlet_core.__about__ import __version__
+from townlet_core.atomic import atomic_write_json
+from townlet_core.checkpoints import (
+    INFO_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    CheckpointInfo,
+    ObservationSpec,
+    Producer,
+    check_compatible,
+    checkpoint_dir,
+    read_info,
+)
+from townlet_core.errors import DataError
+from townlet_core.nn.network import PolicyNetwork
+from townlet_core.run_dir import utc_now
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def save_checkpoint(
+    path: Path,
+    network: PolicyNetwork,
+    *,
+    strategy: str,
+    strategy_version: str,
+    seed: int,
+    metrics: Mapping[str, float | None] | None = None,
+    action_lookup: Mapping[str, int] | None = None,
+    env_id: str | None = None,
+    training_state: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> CheckpointInfo:
+    """Write `network` (and optionally a resumable training state) as a checkpoint folder.
+
+    `path` must not exist yet: checkpoints are never overwritten in place.
+    """
+    if path.exists():
+        raise DataError(
+            f"{path}: a checkpoint already exists here; checkpoints are never overwritten"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
+        weights = staging / WEIGHTS_FILE
+        save_file(tensors, str(weights))
+        _fsync(weights)
+        if training_state is not None:
+            torch.save(dict(training_state), staging / STATE_FILE)
+            _fsync(staging / STATE_FILE)
+        info = CheckpointInfo(
+            network=network.spec,
+            observation=network.observation,
+            action_dim=network.action_dim,
+            action_lookup=dict(action_lookup) if action_lookup else None,
+            env_id=env_id,
+            producer=Producer(
+                strategy=strategy,
+                strategy_version=strategy_version,
+                townlet_core=__version__,
+                torch=torch.__version__,
+            ),
+            seed=seed,
+            metrics=dict(metrics or {}),
+            created_at=utc_now().isoformat(),
+            weights_sha256=_sha256(weights),
+            parameters=sum(t.numel() for t in tensors.values()),
+            has_training_state=training_state is not None,
+            extra=dict(extra or {}),
+        )
+        atomic_write_json(staging / INFO_FILE, info.model_dump(mode="json"))
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where supported
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    return info
+
+
+def load_checkpoint(
+    path: Path | str,
+    *,
+    device: torch.device | str = "cpu",
+    observation: ObservationSpec | None = None,
+    action_dim: int | None = None,
+) -> tuple[PolicyNetwork, CheckpointInfo]:
+    """Rebuild the network of a checkpoint and load its weights.
+
+    With `observation` and `action_dim`, first check that the checkpoint serves them, and
+    list every difference if it does not.
+    """
+    folder = checkpoint_dir(path)
+    info = read_info(folder)
+    if observation is not None and action_dim is not None:
+        check_compatible(folder, info, observation, action_dim)
+    weights = folder / WEIGHTS_FILE
+    if not weights.exists():
+        raise DataError(f"{folder}: checkpoint has no {WEIGHTS_FILE}; re-create the checkpoint")
+    if _sha256(weights) != info.weights_sha256:
+        raise DataError(
+            f"{weights}: does not match the checksum in {INFO_FILE} (corrupt, truncated or "
+            "replaced); re-create the checkpoint"
+        )
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{weights}: unreadable weights ({exc}); re-create the checkpoint") from exc
+    network = PolicyNetwork(info.network, info.observation, info.action_dim)
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = sorted(
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in set(expected) & set(tensors)
+        if tensors[k].shape != expected[k].shape
+    )
+    if missing or unexpected or wrong_shape:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:5])}" if missing else "",
+                f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
+                f"shapes differ: {', '.join(wrong_shape[:5])}" if wrong_shape else "",
+            )
+            if part
+        )
+        raise DataError(
+            f"{folder}: weights do not match the network described in {INFO_FILE} ({detail})"
+        )
+    network.load_state_dict(tensors)
+    return network.to(device), info
+
+
+def load_training_state(path: Path | str) -> dict[str, Any]:
+    """The training state saved beside the weights (for resuming), or DataError."""
+    state_path = checkpoint_dir(path) / STATE_FILE
+    if not state_path.exists():
+        raise DataError(
+            f"{checkpoint_dir(path)}: checkpoint holds no training state to resume from"
+        )
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{state_path}: unreadable training state ({exc})") from exc
+    if not isinstance(state, dict):
+        raise DataError(f"{state_path}: training state must be a mapping")
+    return state

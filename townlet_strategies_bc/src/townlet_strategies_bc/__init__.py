@@ -1,0 +1,1 @@
+"""Behaviour cloning strategy for Townlet (entry point `townlet_core.strategies: bc`)."""

@@ -1,0 +1,79 @@
+"""`BCConfig`: the `bc:` section of a run config (torch-free; descriptions are the docs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from townlet_core.checkpoints import NetworkSpec
+
+
+class CaptureSpec(BaseModel):
+    """Record demonstrations before training (used when no `dataset` is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field("CartPole-v1", description="Gymnasium environment id to record.")
+    policy: str = Field(
+        "scripted", description="Who acts: scripted (the built-in expert), random, or a path."
+    )
+    episodes: int = Field(10, ge=1, description="Episodes to record.")
+    num_envs: int = Field(4, ge=1, description="Environments stepped together.")
+    max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
+    seed: int | None = Field(None, ge=0, description="Capture seed; default: the run seed.")
+
+
+class BCConfig(BaseModel):
+    """Behaviour cloning: cross-entropy on the expert's actions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path | None = Field(
+        None, description="Demonstrations: a manifest, capture folder or .npz sample."
+    )
+    capture: CaptureSpec | None = Field(
+        None, description="Record demonstrations first (when dataset is not set)."
+    )
+    val_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of trajectories held out for validation (0 turns it off).",
+    )
+    epochs: int = Field(20, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(64, ge=1, description="Transitions per gradient step.")
+    learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, description="Adam weight decay.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule over the epochs."
+    )
+    early_stopping_patience: int | None = Field(
+        5,
+        ge=1,
+        description="Stop after this many epochs without a better validation loss and keep "
+        "the best weights (null: never stop early).",
+    )
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="Policy network.")
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="Intra-op CPU threads while training (null: torch's default). One is "
+        "fastest for small networks and robust on busy machines.",
+    )
+    streaming: bool = Field(
+        False, description="Read trajectories one at a time (datasets larger than memory)."
+    )
+    eval_env: str | None = Field(
+        None,
+        description="Evaluate the cloned policy greedily here after training; default: the "
+        "captured environment, if demonstrations were captured.",
+    )
+    eval_episodes: int = Field(20, ge=1, description="Evaluation episodes.")
+    accept_val_accuracy: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="If set, a run whose validation accuracy is below it ends 'failed'.",
+    )

@@ -1,0 +1,322 @@
+"""Behaviour cloning, top to bottom: demonstrations, network, epochs, checkpoint, evaluation.
+
+Cross-entropy on the policy logits, Adam with weight decay, shuffled mini-batches drawn from
+(seed, epoch), an optional learning-rate schedule, early stopping on the held-out loss. Every
+number reported is measured: the training loss is the epoch mean over samples (the original
+reported its last mini-batch) and accuracy is on held-out trajectories as well as training.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from townlet_core import TrainingContext
+from townlet_core.checkpoints import ObservationSpec
+from townlet_core.data import ReplayDataset, TransitionLoader
+from townlet_core.data.capture import capture
+from townlet_core.dto import BCTrainingResultDTO
+from townlet_core.errors import DataError
+from townlet_core.evaluation import evaluate_policy
+from townlet_core.nn import (
+    PolicyNetwork,
+    TorchPolicy,
+    build_network,
+    device_name,
+    load_checkpoint,
+    save_checkpoint,
+    select_device,
+    torch_threads,
+)
+from townlet_strategies_bc.config import BCConfig
+
+CHECKPOINT_DIR = "checkpoint"
+DEMONSTRATIONS_DIR = "demonstrations"
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never replay the captured ones
+
+
+@dataclass
+class Split:
+    """One split's transitions as tensors on the training device."""
+
+    features: torch.Tensor
+    map: torch.Tensor | None
+    actions: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, str | None]:
+    """The dataset to train on, recording it first when a capture was asked for."""
+    if config.dataset is not None:
+        return config.dataset, config.eval_env
+    assert config.capture is not None
+    spec = config.capture
+    out = context.run_dir / DEMONSTRATIONS_DIR
+    with context.services.progress(None, f"capture {spec.env}") as progress:
+        summary = capture(
+            spec.env,
+            spec.policy,
+            episodes=spec.episodes,
+            num_envs=spec.num_envs,
+            seed=context.seed if spec.seed is None else spec.seed,
+            out=out,
+            max_episode_steps=spec.max_episode_steps,
+            progress=progress,
+        )
+    context.log(
+        f"townlet: recorded {summary.num_trajectories} demonstrations ({summary.transitions} "
+        f"steps, mean return {summary.mean_return:.1f}) in {out}"
+    )
+    return out, config.eval_env or spec.env
+
+
+def _observation_spec(dataset: ReplayDataset) -> ObservationSpec:
+    first = dataset.trajectory(0)
+    names = first.metadata.get("feature_names")
+    return ObservationSpec(
+        features_dim=int(first.features.shape[1]),
+        map_shape=_map_shape(first.map),
+        feature_names=list(names) if isinstance(names, list) else None,
+    )
+
+
+def _map_shape(map_array: np.ndarray | None) -> tuple[int, int, int] | None:
+    if map_array is None:
+        return None
+    channels, height, width = (int(d) for d in map_array.shape[1:])
+    return channels, height, width
+
+
+def _tensors(dataset: ReplayDataset, device: torch.device) -> Split:
+    arrays = TransitionLoader(dataset, shuffle=False).arrays()
+    map_array = arrays["map"]
+    return Split(
+        features=torch.from_numpy(arrays["features"]).to(device),
+        map=None if map_array is None else torch.from_numpy(map_array).to(device),
+        actions=torch.from_numpy(arrays["actions"]).to(device),
+    )
+
+
+def _network(
+    context: TrainingContext, config: BCConfig, observation: ObservationSpec, action_dim: int
+) -> PolicyNetwork:
+    if context.warm_start is not None:
+        network, info = load_checkpoint(
+            context.warm_start, observation=observation, action_dim=action_dim
+        )
+        context.log(f"townlet: bc starts from {context.warm_start} ({info.producer.strategy})")
+        return network
+    return build_network(config.network, observation, action_dim, seed=context.seed)
+
+
+@torch.no_grad()
+def _score(network: PolicyNetwork, split: Split, batch: int = 8192) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split, in evaluation mode."""
+    network.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, split.size, batch):
+        end = start + batch
+        logits = network.logits(
+            split.features[start:end], None if split.map is None else split.map[start:end]
+        )
+        actions = split.actions[start:end]
+        total_loss += float(functional.cross_entropy(logits, actions, reduction="sum"))
+        correct += int((logits.argmax(dim=-1) == actions).sum())
+    return total_loss / split.size, correct / split.size
+
+
+def _schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """Learning-rate multiplier for 0-based `epoch`."""
+    if schedule == "linear":
+        return 1.0 - epoch / epochs
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    return 1.0
+
+
+def _epoch(
+    network: PolicyNetwork,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    order: torch.Tensor,
+    batch_size: int,
+) -> tuple[float, float]:
+    """One pass over `split` in `order`: the sample-weighted mean loss and the accuracy of
+    the predictions made along the way."""
+    network.train()
+    total_loss, correct = 0.0, 0
+    for start in range(0, split.size, batch_size):
+        index = order[start : start + batch_size]
+        logits = network.logits(
+            split.features[index], None if split.map is None else split.map[index]
+        )
+        actions = split.actions[index]
+        loss = functional.cross_entropy(logits, actions)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        total_loss += float(loss.detach()) * len(index)
+        correct += int((logits.detach().argmax(dim=-1) == actions).sum())
+    return total_loss / split.size, correct / split.size
+
+
+def _fit(
+    context: TrainingContext,
+    config: BCConfig,
+    network: PolicyNetwork,
+    train_split: Split,
+    val_split: Split | None,
+    source: Path,
+) -> int:
+    """Train for up to `config.epochs` epochs; leave the best weights in `network` (by
+    validation loss when early stopping) and return the number of epochs run."""
+    device = train_split.actions.device
+    optimizer = torch.optim.Adam(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    best_state = copy.deepcopy(network.state_dict())
+    best_val, stale, epochs_run = math.inf, 0, 0
+    with context.services.progress(config.epochs, "bc") as progress:
+        for epoch in range(config.epochs):
+            lr = config.learning_rate * _schedule_factor(config.lr_schedule, epoch, config.epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            started = time.perf_counter()
+            shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
+            order = torch.from_numpy(shuffle).to(device)
+            loss, accuracy = _epoch(network, optimizer, train_split, order, config.batch_size)
+            seconds = time.perf_counter() - started
+            epochs_run = epoch + 1
+            if not math.isfinite(loss):
+                raise DataError(
+                    f"{source}: behaviour cloning diverged (loss {loss}) at epoch {epochs_run}; "
+                    "lower bc.learning_rate or check the data"
+                )
+            record: dict[str, float | int | None] = {
+                "epoch": epochs_run,
+                "loss": loss,
+                "accuracy": accuracy,
+                "lr": lr,
+                "samples_per_second": train_split.size / max(seconds, 1e-9),
+                "epoch_duration_sec": seconds,
+            }
+            val_loss = None
+            if val_split is not None:
+                val_loss, val_accuracy = _score(network, val_split)
+                record.update(val_loss=val_loss, val_accuracy=val_accuracy)
+            context.metrics.log(record)
+            progress.update(1, loss=loss, val_acc=record.get("val_accuracy"))
+            if val_loss is None or config.early_stopping_patience is None:
+                continue
+            if val_loss < best_val - 1e-9:
+                best_val, stale = val_loss, 0
+                best_state = copy.deepcopy(network.state_dict())
+                continue
+            stale += 1
+            if stale >= config.early_stopping_patience:
+                context.log(f"townlet: bc stopped early after epoch {epochs_run}")
+                break
+    if val_split is not None and config.early_stopping_patience is not None:
+        network.load_state_dict(best_state)
+    return epochs_run
+
+
+def train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
+    """Run behaviour cloning as configured and return its result (see the module doc)."""
+    with torch_threads(config.torch_threads):
+        return _train(context, config)
+
+
+def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
+    device, described = select_device(context.device)
+    context.log(f"townlet: bc training on {described}")
+    source, eval_env = _demonstrations(context, config)
+    dataset = ReplayDataset(source, streaming=config.streaming)
+    if dataset.num_trajectories >= 2 and config.val_fraction > 0:
+        train_set, val_set = dataset.split(config.val_fraction, seed=context.seed)
+    else:
+        if config.val_fraction > 0:
+            context.log("townlet: one trajectory only: no validation split")
+        train_set, val_set = dataset, None
+    observation = _observation_spec(dataset)
+    action_dim = dataset.action_dim
+    network = _network(context, config, observation, action_dim).to(device)
+    train_split = _tensors(train_set, device)
+    val_split = _tensors(val_set, device) if val_set is not None else None
+    epochs_run = _fit(context, config, network, train_split, val_split, source)
+
+    train_loss, train_accuracy = _score(network, train_split)
+    val_loss, val_accuracy = _score(network, val_split) if val_split is not None else (None, None)
+    lookup = dataset.trajectory(0).metadata.get("action_lookup")
+    save_checkpoint(
+        context.run_dir / CHECKPOINT_DIR,
+        network,
+        strategy=context.strategy,
+        strategy_version=context.strategy_version,
+        seed=context.seed,
+        metrics={
+            "accuracy": train_accuracy,
+            "loss": train_loss,
+            "val_accuracy": val_accuracy,
+            "val_loss": val_loss,
+        },
+        action_lookup=lookup if isinstance(lookup, dict) else None,
+        env_id=eval_env,
+    )
+    evaluation = None
+    if eval_env is not None:
+        evaluation = evaluate_policy(
+            eval_env,
+            TorchPolicy(network, device=device, greedy=True),
+            episodes=config.eval_episodes,
+            seed=context.seed + EVAL_SEED_OFFSET,
+        )
+        context.log(
+            f"townlet: cloned policy on {eval_env}: mean return {evaluation.mean_return:.1f} "
+            f"over {evaluation.episodes} episodes"
+        )
+    status_reason = None
+    achieved = val_accuracy if val_accuracy is not None else train_accuracy
+    if config.accept_val_accuracy is not None and achieved < config.accept_val_accuracy:
+        status_reason = (
+            f"validation accuracy {achieved:.4f} is below accept_val_accuracy "
+            f"{config.accept_val_accuracy}"
+        )
+    return BCTrainingResultDTO(
+        **context.run_fields(device=device_name(device)),
+        status="failed" if status_reason else "succeeded",
+        status_reason=status_reason,
+        artifacts={"checkpoint": CHECKPOINT_DIR}
+        | ({"demonstrations": DEMONSTRATIONS_DIR} if config.dataset is None else {}),
+        manifest=str(source),
+        accuracy=train_accuracy,
+        loss=train_loss,
+        val_accuracy=val_accuracy,
+        val_loss=val_loss,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        epochs_run=epochs_run,
+        weight_decay=config.weight_decay,
+        samples=train_split.size,
+        val_samples=val_split.size if val_split is not None else 0,
+        action_dim=action_dim,
+        checkpoint=CHECKPOINT_DIR,
+        eval_env=eval_env,
+        eval_episodes=evaluation.episodes if evaluation else None,
+        eval_mean_return=evaluation.mean_return if evaluation else None,
+        eval_std_return=evaluation.std_return if evaluation else None,
+        eval_min_return=evaluation.min_return if evaluation else None,
+        eval_max_return=evaluation.max_return if evaluation else None,
+        eval_mean_length=evaluation.mean_length if evaluation else None,
+    )
