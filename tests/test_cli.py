@@ -332,12 +332,12 @@ def test_console_script_interrupted_run_keeps_its_files(site_env, tmp_path):
     while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
         assert time.monotonic() < deadline, "the run never started logging"
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)  # as a scheduler stops a job; Ctrl-C behaves alike
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert err.splitlines()[-1] == (
-        f"townlet: error: interrupted; {run} keeps what was written so far "
-        "(run.json says 'interrupted')"
+        f"townlet: error: interrupted; {run} keeps what was written so far (run.json says "
+        f"'interrupted'; strategies that checkpoint continue with 'townlet train --resume {run}')"
     )
     status = json.loads((run / "run.json").read_text())
     assert status["state"] == "interrupted"

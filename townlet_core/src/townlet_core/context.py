@@ -56,6 +56,8 @@ class TrainingContext:
     #: Free-form values a composing strategy hands to a stage (e.g. the anneal context).
     extras: dict[str, Any] = field(default_factory=dict)
     parent: TrainingContext | None = None
+    #: True when `townlet train --resume` continues this run in its existing directory.
+    resume: bool = False
     #: Print an informational line (stderr; silent with --quiet), e.g. the device chosen.
     log: Callable[[str], None] = field(default=lambda _message: None, repr=False)
     _run_child: Callable[..., TrainingResultDTO] | None = field(default=None, repr=False)

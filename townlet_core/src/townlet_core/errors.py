@@ -48,6 +48,11 @@ class StrategyRunError(TownletError):
     """A strategy broke its contract at run time (for example returned no result DTO)."""
 
 
+class TrainingDivergedError(TownletError):
+    """Training produced NaN or infinite numbers (or cannot go on); the message names where,
+    and the last good checkpoint is left intact."""
+
+
 class RunInterruptedError(TownletError):
     """The user stopped a run (Ctrl-C, SIGINT); its files are kept. Exit code 130, as shells use."""
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from townlet_core.atomic import atomic_write_text
+
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float):
@@ -75,6 +77,25 @@ class MetricsSink:
         self._handle.write(encode_record(record) + "\n")
         self._lines += 1
         self.records_written += 1
+
+    def truncate(self, keep: int) -> None:
+        """Keep only the first `keep` records (across rotations): a resumed run rewinds the
+        lines logged after its last checkpoint, so they are not written twice."""
+        self._close_handle()
+        records = [encode_record(r) for r in read_metrics(self.path)][:keep]
+        index = 0
+        while rotated_path(self.path, index).exists():
+            rotated_path(self.path, index).unlink()
+            index += 1
+        self._index, self._lines = 0, 0
+        size = self.rotate_after or max(len(records), 1)
+        for start in range(0, len(records), size):
+            chunk = records[start : start + size]
+            atomic_write_text(
+                rotated_path(self.path, start // size), "".join(f"{line}\n" for line in chunk)
+            )
+            self._index, self._lines = start // size, len(chunk)
+        self.records_written = len(records)
 
     def _close_handle(self) -> None:
         if self._handle is not None:

@@ -9,6 +9,7 @@ directory, snapshot, status, result, carried state); strategies only compute and
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from pydantic import BaseModel
 from townlet_core.config import RunConfig, build_run_config, load_config_file, validate_section
 from townlet_core.context import Services, TrainingContext
 from townlet_core.dto import TrainingResultDTO
-from townlet_core.errors import ConfigError, PluginLoadError, StrategyRunError, TownletError
+from townlet_core.errors import (
+    ConfigError,
+    PluginLoadError,
+    RunDirectoryError,
+    StrategyRunError,
+    TownletError,
+)
 from townlet_core.metrics import MetricsSink
 from townlet_core.plugins import StrategyRegistry, install_hint
 from townlet_core.progress import Progress, progress_wanted
@@ -144,6 +151,56 @@ class Orchestrator:
             store.save(namespace, value)
         return result
 
+    def resume(self, run_dir: Path | str) -> TrainingResultDTO:
+        """Continue a stopped run in its own directory, from its latest checkpoint.
+
+        The run's recorded config, seed and device are used unchanged, so the continued run
+        equals one that was never interrupted. Only strategies that declare
+        `supports_resume = True` can do this.
+        """
+        path = Path(run_dir)
+        directory = RunDirectory(path)
+        if not directory.config_path.exists():
+            raise RunDirectoryError(
+                f"{path}: not a run directory (no {directory.config_path.name}); pass the folder "
+                "'townlet train' created"
+            )
+        snapshot = json.loads(directory.config_path.read_text(encoding="utf-8"))
+        state = ""
+        if directory.status_path.exists():
+            state = json.loads(directory.status_path.read_text(encoding="utf-8")).get("state", "")
+        if state in ("succeeded", "failed"):
+            raise RunDirectoryError(
+                f"{path}: this run already finished ({state}); start a new run instead"
+            )
+        name = str(snapshot["strategy"])
+        specs = self.registry.resolve_with_requirements(name)
+        resolved = {spec.name: self._resolve(spec) for spec in specs}
+        data = {**snapshot["config"], "run_dir": str(path)}
+        run_config = build_run_config(
+            name, {n: r.config_model for n, r in resolved.items()}, data=data
+        )
+        strategy_obj = self._instantiate(resolved[name])
+        if not getattr(strategy_obj, "supports_resume", False):
+            raise ConfigError(
+                f"strategy '{name}' cannot resume a stopped run; start a new run instead"
+            )
+        store = StateStore(run_config.run.runs_root / STATE_FILE)
+        states: dict[str, dict[str, Any]] = {}
+        result = self._execute(
+            resolved[name],
+            strategy_obj,
+            run_config.section(name),
+            run_config,
+            path,
+            store=store,
+            states=states,
+            resume=True,
+        )
+        for namespace, value in states.items():
+            store.save(namespace, value)
+        return result
+
     # ------------------------------------------------------------------ internals
 
     def _resolve(self, spec: StrategySpec) -> _Resolved:
@@ -223,6 +280,7 @@ class Orchestrator:
         parent: TrainingContext | None = None,
         warm_start: Path | None = None,
         extras: dict[str, Any] | None = None,
+        resume: bool = False,
     ) -> TrainingResultDTO:
         """Prepare (nothing written yet), then create the directory and run."""
         spec = resolved.spec
@@ -244,17 +302,22 @@ class Orchestrator:
             warm_start=warm_start,
             extras=extras or {},
             parent=parent,
+            resume=resume,
             log=self._info,
             _run_child=self._child_runner(store, states),
         )
         self._guarded(spec, lambda: strategy.prepare(context, section))
-        directory = RunDirectory.create(path)
+        directory = RunDirectory(path) if resume else RunDirectory.create(path)
         if parent is None:
             self.last_run_dir = path
-            self._info(f"townlet: running '{spec.name}' in {path}")
+            verb = "resuming" if resume else "running"
+            self._info(f"townlet: {verb} '{spec.name}' in {path}")
         if snapshot is not None:
             directory.write_snapshot(snapshot)
-        directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
+        if resume:
+            directory.mark("running", resumed_at=utc_now().isoformat())
+        else:
+            directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
         try:
             with sink:
                 result = strategy.run(context, section)

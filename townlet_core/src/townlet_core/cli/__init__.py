@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from townlet_core.errors import TownletError
 
     _single_threaded_blas()
+    _interrupt_on_sigterm()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         # Without standalone mode click returns the code of `ctx.exit(code)` instead of exiting.
@@ -146,6 +147,20 @@ def _single_threaded_blas() -> None:
     """
     for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
+
+
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C, so a stopped run records 'interrupted' and exits 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _report(exc: BaseException) -> None:

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path, file_okay=False),
     help="Run directory (must not hold an earlier run). Default: runs/NAME-TIME-XXXX.",
 )
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Continue a stopped run in RUN_DIR from its latest checkpoint (its own config).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result DTO as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
 @click.pass_context
@@ -49,6 +55,7 @@ def train(
     seed: int | None,
     device: str | None,
     run_dir: Path | None,
+    resume_dir: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -62,19 +69,41 @@ def train(
     from townlet_core.orchestrator import Orchestrator
 
     orchestrator = Orchestrator(make_registry(ctx), quiet=quiet)
+    if resume_dir is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--strategy", strategy),
+                ("--config", config_file),
+                ("--set", overrides),
+                ("--seed", seed),
+                ("--device", device),
+                ("--run-dir", run_dir),
+            )
+            if value
+        ]
+        if given:
+            raise click.UsageError(
+                f"--resume continues a run with its recorded settings; drop {', '.join(given)}"
+            )
     try:
-        result = orchestrator.run(
-            strategy,
-            config=config_file,
-            overrides=overrides,
-            seed=seed,
-            device=device,
-            run_dir=run_dir,
-        )
+        if resume_dir is not None:
+            result = orchestrator.resume(resume_dir)
+        else:
+            result = orchestrator.run(
+                strategy,
+                config=config_file,
+                overrides=overrides,
+                seed=seed,
+                device=device,
+                run_dir=run_dir,
+            )
     except KeyboardInterrupt:
         where = orchestrator.last_run_dir
         raise RunInterruptedError(
-            f"interrupted; {where} keeps what was written so far (run.json says 'interrupted')"
+            f"interrupted; {where} keeps what was written so far (run.json says 'interrupted'; "
+            "strategies that checkpoint continue with 'townlet train --resume "
+            f"{where}')"
             if where
             else "interrupted before the run directory was created"
         ) from None
@@ -101,6 +130,8 @@ def format_result(result: TrainingResultDTO, run_dir: Path | None) -> str:
         if name in base:
             continue
         value: Any = getattr(result, name)
+        if value is None:
+            continue
         if isinstance(value, float):
             value = f"{value:.6g}"
         elif isinstance(value, (list, dict)) and len(str(value)) > 80:

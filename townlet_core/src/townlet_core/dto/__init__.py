@@ -2,5 +2,13 @@
 
 from townlet_core.dto.base import ResultStatus, TrainingResultDTO
 from townlet_core.dto.bc import BCTrainingResultDTO
+from townlet_core.dto.ppo import TELEMETRY_FIELDS, TELEMETRY_VERSION, PPOTrainingResultDTO
 
-__all__ = ["BCTrainingResultDTO", "ResultStatus", "TrainingResultDTO"]
+__all__ = [
+    "TELEMETRY_FIELDS",
+    "TELEMETRY_VERSION",
+    "BCTrainingResultDTO",
+    "PPOTrainingResultDTO",
+    "ResultStatus",
+    "TrainingResultDTO",
+]

@@ -1,0 +1,2 @@
+"""PPO strategy for Townlet (entry point `townlet_core.strategies: ppo`). The losses are in
+`losses.py`, the update loop in `update.py`, rollouts in `rollout.py`."""

@@ -1,0 +1,470 @@
+"""PPO, top to bottom: set up, then per update collect experience, update, log, checkpoint.
+
+The pieces live in their own modules: `losses.py` (the objective), `update.py` (epochs of
+mini-batches), `rollout.py` (live experience), `replay.py` (dataset experience),
+`telemetry.py` (the metrics line), `checkpointing.py` (where checkpoints go). This file
+only puts them in order, and owns everything needed to resume exactly: every random
+generator it uses is its own and saved with the environments in each periodic checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import torch
+
+from townlet_core import TrainingContext
+from townlet_core.checkpoints import ObservationSpec
+from townlet_core.data.capture import make_vector_env, observation_layout
+from townlet_core.data.policies import action_count
+from townlet_core.dto import PPOTrainingResultDTO
+from townlet_core.errors import TrainingDivergedError
+from townlet_core.evaluation import EvaluationResult, evaluate_policy
+from townlet_core.nn import (
+    PolicyNetwork,
+    TorchPolicy,
+    build_network,
+    device_name,
+    load_checkpoint,
+    load_training_state,
+    select_device,
+    torch_threads,
+)
+from townlet_strategies_ppo import telemetry
+from townlet_strategies_ppo.checkpointing import BEST_DIR, FINAL_DIR, Checkpoints
+from townlet_strategies_ppo.config import PPOConfig
+from townlet_strategies_ppo.losses import compute_gae, explained_variance
+from townlet_strategies_ppo.replay import NonFiniteError, ReplaySource
+from townlet_strategies_ppo.rollout import CollectorState, Rollout, RolloutCollector
+from townlet_strategies_ppo.update import Batch, DivergedError, make_optimizer, ppo_update
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never replay training resets
+
+
+@dataclass
+class Progress:
+    """Counters that survive a resume (saved in every periodic checkpoint)."""
+
+    next_update: int = 0
+    steps: int = 0  # transitions trained on, cumulative across runs (telemetry `steps`)
+    log_stream_offset: int = 0  # updates, cumulative across runs
+    cycle_id: int = 0
+    env_steps: int = 0  # environment steps of this run
+    metrics_lines: int = 0  # telemetry lines written by this run
+    best_eval: float = -math.inf
+    last_eval: dict[str, Any] = field(default_factory=dict)
+
+
+def train(context: TrainingContext, config: PPOConfig) -> PPOTrainingResultDTO:
+    with torch_threads(config.torch_threads):
+        return PPOTrainer(context, config).run()
+
+
+class PPOTrainer:
+    def __init__(self, context: TrainingContext, config: PPOConfig) -> None:
+        self.context = context
+        self.config = config
+        self.device, described = select_device(context.device)
+        context.log(f"townlet: ppo training on {described}")
+        if config.max_log_entries is not None:
+            context.metrics.rotate_after = config.max_log_entries
+        self.replay: ReplaySource | None = None
+        self.env: Any = None
+        if config.dataset is not None:
+            self.replay = ReplaySource(config.dataset, self.device)
+            observation, action_dim = self.replay.observation, self.replay.action_dim
+            self.mode, self.env_id = "replay", None
+            self.total_updates = config.replay_updates
+        else:
+            self.env, _how = make_vector_env(config.env, config.num_envs, config.max_episode_steps)
+            layout = observation_layout(self.env.single_observation_space, config.env)
+            map_shape = layout.get("map")
+            observation = ObservationSpec(
+                features_dim=layout["features"][0],
+                map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
+            )
+            action_dim = action_count(self.env.single_action_space, config.env)
+            self.mode, self.env_id = "rollout", config.env
+            self.total_updates = max(
+                1, config.total_timesteps // (config.num_envs * config.num_steps)
+            )
+        self.checkpoints = Checkpoints(context, config.keep_checkpoints, self.env_id)
+        self.network = self._network(observation, action_dim)
+        self.optimizer = make_optimizer(self.network, config.learning_rate)
+        self.shuffle_rng = np.random.default_rng([context.seed, 1])
+        self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
+        carried = context.state
+        cycle = int(carried.get("cycle_id", -1))
+        self.progress = Progress(
+            steps=int(carried.get("steps", 0)),
+            log_stream_offset=int(carried.get("log_stream_offset", 0)),
+            # the original's rule: a rollout run starts a new cycle, a replay run reuses it
+            cycle_id=cycle + 1 if self.mode == "rollout" else max(cycle, 0),
+        )
+        self.collector: RolloutCollector | None = None
+        self.resumed_from: int | None = None
+        if context.resume:
+            self._restore()
+        elif self.env is not None:
+            observation_batch, _info = self.env.reset(seed=context.seed)
+            self._make_collector(
+                CollectorState(
+                    observation=observation_batch,
+                    previous_done=np.zeros(config.num_envs, dtype=bool),
+                    episode_return=np.zeros(config.num_envs),
+                    episode_length=np.zeros(config.num_envs, dtype=np.int64),
+                )
+            )
+
+    # ------------------------------------------------------------------ set-up
+
+    def _network(self, observation: ObservationSpec, action_dim: int) -> PolicyNetwork:
+        start = self.config.init_checkpoint or self.context.warm_start
+        if start is not None and not self.context.resume:
+            network, info = load_checkpoint(start, observation=observation, action_dim=action_dim)
+            self.context.log(f"townlet: ppo starts from {start} ({info.producer.strategy})")
+            return network.to(self.device)
+        return build_network(
+            self.config.network, observation, action_dim, seed=self.context.seed
+        ).to(self.device)
+
+    def _make_collector(self, state: CollectorState) -> None:
+        self.collector = RolloutCollector(
+            self.env, self.network, self.config.num_steps, self.device, self.sampler, state
+        )
+
+    # ------------------------------------------------------------------ resume
+
+    def _training_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "progress": {
+                k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                for k, v in vars(self.progress).items()
+            },
+            "optimizer": self.optimizer.state_dict(),
+            "shuffle_rng": self.shuffle_rng.bit_generator.state,
+            "sampler": self.sampler.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": _numpy_global_state(),
+            "python_rng": random.getstate(),
+        }
+        if self.env is not None and self.collector is not None:
+            blob = cloudpickle.dumps({"env": self.env, "collector": self.collector.state})
+            state["environments"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+        return state
+
+    def _restore(self) -> None:
+        latest = self.checkpoints.latest()
+        if latest is None:
+            raise TrainingDivergedError(
+                f"{self.context.run_dir}: no resumable checkpoint (checkpoints/latest.json) yet; "
+                "start the run again instead"
+            )
+        network, _info = load_checkpoint(
+            latest, observation=self.network.observation, action_dim=self.network.action_dim
+        )
+        self.network.load_state_dict(network.state_dict())
+        state = load_training_state(latest)
+        self.optimizer.load_state_dict(state["optimizer"])
+        saved = dict(state["progress"])
+        if saved.get("best_eval") is None:
+            saved["best_eval"] = -math.inf
+        self.progress = Progress(**saved)
+        self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
+        self.sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        _set_numpy_global_state(state["numpy_rng"])
+        random.setstate(_as_tuple(state["python_rng"]))
+        if "environments" in state:
+            if self.env is not None:
+                self.env.close()
+            restored = pickle.loads(
+                state["environments"].numpy().tobytes()
+            )  # our own run directory
+            self.env = restored["env"]
+            self._make_collector(restored["collector"])
+        self.context.metrics.truncate(self.progress.metrics_lines)
+        self.resumed_from = self.progress.next_update
+        self.context.log(
+            f"townlet: resuming {self.context.run_dir} after update {self.progress.next_update} "
+            f"from {latest.name}"
+        )
+
+    # ------------------------------------------------------------------ one update
+
+    def _live_batch(self, rollout: Rollout) -> Batch:
+        advantages, returns = compute_gae(
+            rollout.rewards,
+            rollout.values,
+            rollout.terminated,
+            rollout.truncated,
+            rollout.last_values,
+            self.config.gamma,
+            self.config.gae_lambda,
+        )
+        valid = rollout.valid.reshape(-1).bool()
+
+        def flat(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.reshape(-1, *tensor.shape[2:])[valid]
+
+        return Batch(
+            features=flat(rollout.features),
+            map=None if rollout.map is None else flat(rollout.map),
+            actions=flat(rollout.actions),
+            old_log_probs=flat(rollout.log_probs),
+            old_values=flat(rollout.values),
+            advantages=flat(advantages),
+            returns=flat(returns),
+            rewards=flat(rollout.rewards),
+        )
+
+    def _diverged(self, what: str, batch: int, epoch: int) -> TrainingDivergedError:
+        label = self.replay.label if self.replay is not None else self.env_id
+        latest = self.checkpoints.latest()
+        keep = f"; the last good checkpoint is {latest}" if latest else ""
+        return TrainingDivergedError(
+            f"PPO {what} contained NaN/inf (dataset={label}, batch={batch}, epoch={epoch}); "
+            f"stopped before applying it{keep}. Lower ppo.learning_rate or check the data"
+        )
+
+    def _evaluate(self, episodes: int) -> EvaluationResult | None:
+        if self.env_id is None:
+            return None
+        policy = TorchPolicy(self.network, device=self.device, greedy=True)
+        return evaluate_policy(
+            self.env_id,
+            policy,
+            episodes=episodes,
+            seed=self.context.seed + EVAL_SEED_OFFSET,
+            max_episode_steps=self.config.max_episode_steps,
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    def _collect(self, update: int) -> tuple[Batch, dict[str, float], dict[str, Any]]:
+        """One batch of experience (live rollout or replay pass), its counters and the live
+        telemetry (episodes finished)."""
+        config, progress = self.config, self.progress
+        live: dict[str, Any] = {}
+        try:
+            if self.collector is None:
+                assert self.replay is not None
+                batch = self.replay.batch(
+                    self.network, config.recompute_old, config.gamma, config.gae_lambda
+                )
+                return batch, self.replay.counters, live
+            rollout = self.collector.collect()
+        except NonFiniteError as exc:
+            raise self._diverged(exc.what, exc.batch, update + 1) from exc
+        progress.env_steps += config.num_envs * config.num_steps
+        live["episodes"] = len(rollout.episode_returns)
+        if rollout.episode_returns:
+            live["episode_return_mean"] = float(np.mean(rollout.episode_returns))
+            live["episode_length_mean"] = float(np.mean(rollout.episode_lengths))
+        return self._live_batch(rollout), rollout.counters, live
+
+    def _schedules(self, update: int) -> tuple[float, float]:
+        """Learning rate (applied to the optimiser) and clip range for `update`."""
+        config = self.config
+        remaining = 1.0 - update / self.total_updates
+        lr = config.learning_rate * (remaining if config.lr_schedule == "linear" else 1.0)
+        clip = config.clip_range * (remaining if config.clip_schedule == "linear" else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr, clip
+
+    def run(self) -> PPOTrainingResultDTO:
+        config, context, progress = self.config, self.context, self.progress
+        line: dict[str, Any] = {}
+        stopped_early = False
+        with context.services.progress(self.total_updates, "ppo") as bar:
+            bar.update(progress.next_update)
+            for update in range(progress.next_update, self.total_updates):
+                lr, clip = self._schedules(update)
+                started = time.perf_counter()
+                batch, counters, live = self._collect(update)
+                collected = time.perf_counter()
+                if not bool(torch.isfinite(batch.advantages).all()):
+                    raise self._diverged("advantages", 0, update + 1)
+                try:
+                    stats = ppo_update(
+                        self.network, self.optimizer, batch, config, clip, self.shuffle_rng
+                    )
+                except DivergedError as exc:
+                    raise self._diverged(f"losses ({exc})", 0, update + 1) from exc
+                finished = time.perf_counter()
+                progress.steps += batch.size
+                progress.log_stream_offset += 1
+                progress.next_update = update + 1
+                if stats.adv_zero_std_batches:
+                    context.log(
+                        f"townlet: warning: advantage spread near zero in "
+                        f"{stats.adv_zero_std_batches} mini-batch(es) (update {update + 1})"
+                    )
+                rollout_ticks = config.num_steps if self.collector is not None else 0
+                live.update(
+                    explained_variance=explained_variance(batch.old_values, batch.returns),
+                    steps_per_second=(config.num_envs * rollout_ticks or batch.size)
+                    / max(finished - started, 1e-9),
+                    rollout_sec=collected - started,
+                    update_sec=finished - collected,
+                )
+                evaluation = None
+                due = config.eval_every is not None and (update + 1) % config.eval_every == 0
+                if self.collector is not None and due:
+                    evaluation = self._record_evaluation(update + 1)
+                    live["eval_mean_return"] = evaluation["mean_return"]
+                line = telemetry.record(
+                    epoch=update + 1,
+                    stats=stats,
+                    transitions=batch.size,
+                    lr=lr,
+                    steps=progress.steps,
+                    epoch_duration_sec=finished - started,
+                    data_mode=self.mode,
+                    cycle_id=progress.cycle_id,
+                    reward_advantage_corr=telemetry.correlation(
+                        batch.rewards.double().cpu().numpy(),
+                        batch.advantages.double().cpu().numpy(),
+                    ),
+                    rollout_ticks=rollout_ticks,
+                    log_stream_offset=progress.log_stream_offset,
+                    counters=counters,
+                    baseline=self.replay.baseline if self.replay is not None else {},
+                    conflict=self.replay.conflict if self.replay is not None else {},
+                    anneal=context.extras.get("anneal", {}),
+                    live=live,
+                )
+                if (update + 1) % config.log_frequency == 0:
+                    context.metrics.log(line)
+                    progress.metrics_lines += 1
+                bar.update(1, ret=live.get("episode_return_mean"), loss=stats.loss_total)
+                solved = (
+                    evaluation is not None
+                    and config.stop_return is not None
+                    and evaluation["mean_return"] >= config.stop_return
+                )
+                last = update + 1 == self.total_updates
+                if (update + 1) % config.checkpoint_every == 0 or last or solved:
+                    self.checkpoints.save_periodic(
+                        update + 1, self.network, _metrics(line), self._training_state()
+                    )
+                if solved:
+                    stopped_early = True
+                    context.log(
+                        f"townlet: mean return {live['eval_mean_return']:.1f} reached "
+                        f"stop_return {config.stop_return} after update {update + 1}"
+                    )
+                    break
+        return self._finish(line, stopped_early)
+
+    def _record_evaluation(self, update: int) -> dict[str, Any]:
+        result = self._evaluate(self.config.eval_episodes)
+        assert result is not None
+        summary = {"update": update, **result.as_dict()}
+        summary.pop("returns", None)
+        self.progress.last_eval = summary
+        if result.mean_return > self.progress.best_eval:
+            self.progress.best_eval = result.mean_return
+            self.checkpoints.save_best(self.network, {"eval_mean_return": result.mean_return})
+        return summary
+
+    def _finish(self, line: dict[str, Any], stopped_early: bool) -> PPOTrainingResultDTO:
+        config, context, progress = self.config, self.context, self.progress
+        if not line:  # resumed after the last update: nothing left to run
+            raise TrainingDivergedError(
+                f"{context.run_dir}: this run already completed all {self.total_updates} updates"
+            )
+        self.checkpoints.save_final(self.network, _metrics(line), self._training_state())
+        evaluation: dict[str, Any] | None = None
+        if self.env_id is not None:
+            if progress.last_eval.get("update") == progress.next_update:
+                evaluation = progress.last_eval
+            else:
+                evaluation = self._record_evaluation(progress.next_update)
+        if self.env is not None:
+            self.env.close()
+        context.state.update(
+            steps=progress.steps,
+            log_stream_offset=progress.log_stream_offset,
+            cycle_id=progress.cycle_id,
+        )
+        status_reason = None
+        accept = config.accept_return
+        if accept is not None and evaluation is not None and evaluation["mean_return"] < accept:
+            status_reason = (
+                f"evaluation mean return {evaluation['mean_return']:.2f} is below "
+                f"accept_return {accept}"
+            )
+        telemetry_fields = {
+            k: v
+            for k, v in line.items()
+            if (k in PPOTrainingResultDTO.model_fields or k.startswith("conflict."))
+            and not k.startswith("eval_")
+        }
+        has_best = (context.run_dir / BEST_DIR).exists()
+        return PPOTrainingResultDTO(
+            **context.run_fields(device=device_name(self.device)),
+            status="failed" if status_reason else "succeeded",
+            status_reason=status_reason,
+            artifacts={"checkpoint": FINAL_DIR}
+            | ({"best_checkpoint": BEST_DIR} if has_best else {}),
+            **telemetry_fields,
+            env_id=self.env_id,
+            dataset=str(config.dataset) if config.dataset is not None else None,
+            updates_run=progress.next_update - (self.resumed_from or 0),
+            total_updates=self.total_updates,
+            env_steps=progress.env_steps,
+            stopped_early=stopped_early,
+            resumed_from_update=self.resumed_from,
+            checkpoint=FINAL_DIR,
+            best_checkpoint=BEST_DIR if has_best else None,
+            best_eval_mean_return=progress.best_eval if math.isfinite(progress.best_eval) else None,
+            eval_episodes=evaluation["episodes"] if evaluation else None,
+            eval_mean_return=evaluation["mean_return"] if evaluation else None,
+            eval_std_return=evaluation["std_return"] if evaluation else None,
+            eval_min_return=evaluation["min_return"] if evaluation else None,
+            eval_max_return=evaluation["max_return"] if evaluation else None,
+            eval_mean_length=evaluation["mean_length"] if evaluation else None,
+        )
+
+
+def _metrics(line: dict[str, Any]) -> dict[str, float | None]:
+    keep = (
+        "loss_total",
+        "loss_policy",
+        "loss_value",
+        "clip_fraction",
+        "episode_return_mean",
+        "eval_mean_return",
+    )
+    return {k: float(line[k]) for k in keep if isinstance(line.get(k), (int, float))}
+
+
+def _numpy_global_state() -> dict[str, Any]:
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "name": name,
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(position),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+
+
+def _set_numpy_global_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_as_tuple(v) for v in value)
+    return value
