@@ -196,8 +196,8 @@ def test_train_failing_acceptance_exits_1(townlet):
 
 ERROR_CASES = [
     (
-        ["train", "-s", "ppo"],
-        "Unknown strategy 'ppo'. Installed: combo, good. Install with: pip install 'townlet-core[ppo]'",
+        ["train", "-s", "nonesuch"],
+        "Unknown strategy 'nonesuch'. Installed: combo, good. Run 'townlet strategies list' to see what is installed.",
     ),
     (
         ["train", "-s", "good", "--set", "good.stepz=3"],
