@@ -51,6 +51,8 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     projects = [
         ROOT / "townlet_core",
         ROOT / "townlet_strategies_bc",
+        ROOT / "townlet_strategies_ppo",
+        ROOT / "townlet_strategies_anneal",
         ROOT / "examples" / "townlet-example-cem",
     ]
     completed = _run(
@@ -204,3 +206,79 @@ def test_core_with_the_bc_extra_lists_exactly_bc_and_trains(wheelhouse, venv, tm
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["episodes"] == 2
+
+
+def _install(venv: Path, wheelhouse: Path, env: dict[str, str], *requirements: str) -> None:
+    installed = _run(
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--find-links",
+            wheelhouse,
+            "-c",
+            ROOT / "constraints" / "ci.txt",
+            *requirements,
+        ],
+        env,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
+def _listed(venv: Path, env: dict[str, str]) -> list[str]:
+    listed = _run([venv / "bin" / "townlet", "strategies", "list", "--json"], env)
+    assert listed.returncode == 0, listed.stderr
+    return [entry["name"] for entry in json.loads(listed.stdout)]
+
+
+def test_ppo_extra_lists_exactly_ppo_then_anneal_brings_all_three(wheelhouse, venv, tmp_path):
+    env = _clean_env(venv)
+    townlet = venv / "bin" / "townlet"
+    _install(venv, wheelhouse, env, "townlet-core[ppo]")
+    assert _listed(venv, env) == ["ppo"]
+    trained = _run(
+        [
+            townlet,
+            "train",
+            "--strategy",
+            "ppo",
+            "--run-dir",
+            tmp_path / "ppo",
+            "--json",
+            "--set",
+            "ppo.total_timesteps=512",
+            "--set",
+            "ppo.eval_episodes=2",
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["data_mode"] == "rollout"
+
+    _install(venv, wheelhouse, env, "townlet-core[anneal]")
+    assert _listed(venv, env) == ["anneal", "bc", "ppo"]
+    annealed = _run(
+        [townlet, "train", "--strategy", "anneal", "--json", "--exit-on-failure"], env, cwd=tmp_path
+    )
+    assert annealed.returncode == 0, annealed.stderr
+    summary = json.loads(annealed.stdout)
+    assert summary["anneal_status"] == "PASS"
+    assert summary["final_eval_mean_return"] >= 475
+    status = _run([townlet, "promotion", "status", "--json"], env, cwd=tmp_path)
+    assert json.loads(status.stdout)["pass_streak"] == 1
+
+
+def test_anneal_without_ppo_names_what_is_missing_before_training(wheelhouse, venv, tmp_path):
+    env = _clean_env(venv)
+    _install(venv, wheelhouse, env, "townlet-core")
+    _install(venv, wheelhouse, env, "--no-deps", "townlet-strategies-anneal")
+    assert _listed(venv, env) == ["anneal"]
+    failed = _run([venv / "bin" / "townlet", "train", "--strategy", "anneal"], env, cwd=tmp_path)
+    assert failed.returncode == 2
+    assert failed.stderr.strip() == (
+        "townlet: error: Strategy 'anneal' requires strategies bc, ppo; missing: "
+        "bc -> pip install 'townlet-core[bc]'; ppo -> pip install 'townlet-core[ppo]'"
+    )
+    assert not (tmp_path / "runs").exists()

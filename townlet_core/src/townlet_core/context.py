@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from townlet_core.metrics import MetricsSink
 from townlet_core.progress import Progress
@@ -61,6 +62,7 @@ class TrainingContext:
     #: Print an informational line (stderr; silent with --quiet), e.g. the device chosen.
     log: Callable[[str], None] = field(default=lambda _message: None, repr=False)
     _run_child: Callable[..., TrainingResultDTO] | None = field(default=None, repr=False)
+    _check_child: Callable[..., BaseModel] | None = field(default=None, repr=False)
 
     @property
     def strategy(self) -> str:
@@ -109,3 +111,15 @@ class TrainingContext:
         return self._run_child(
             self, name, dict(overrides or {}), stage, warm_start, dict(extras or {})
         )
+
+    def check_strategy(
+        self, name: str, overrides: Mapping[str, Any] | None = None, *, stage: str = "check"
+    ) -> BaseModel:
+        """Validate, without running, what `run_strategy(name, overrides)` would run: the
+        strategy is installed (else UnknownStrategyError with its install hint) and its
+        config with these overrides is valid (else ConfigError). Returns that config."""
+        if (
+            self._check_child is None
+        ):  # pragma: no cover - contexts always come from the orchestrator
+            raise RuntimeError("this context was not created by an Orchestrator")
+        return self._check_child(self, name, dict(overrides or {}), stage)

@@ -305,6 +305,7 @@ class Orchestrator:
             resume=resume,
             log=self._info,
             _run_child=self._child_runner(store, states),
+            _check_child=self._child_checker(),
         )
         self._guarded(spec, lambda: strategy.prepare(context, section))
         directory = RunDirectory(path) if resume else RunDirectory.create(path)
@@ -379,6 +380,25 @@ class Orchestrator:
         artifacts.update(result.artifacts)
         return result.model_copy(update={"artifacts": artifacts})
 
+    def _stage_config(
+        self, parent: TrainingContext, name: str, overrides: dict[str, Any], stage: str
+    ) -> tuple[_Resolved, BaseModel]:
+        """Resolve a composed strategy and validate its config for one stage.
+
+        The base is the run config's section for `name` (when the composing strategy
+        declares it) or the model's defaults; `overrides` win; the strategy's own model
+        validates the result.
+        """
+        resolved = self._resolve(self.registry.resolve(name))
+        base = parent.config.section(name).model_dump() if name in parent.config.sections else {}
+        section = validate_section(
+            resolved.config_model,
+            {**base, **overrides},
+            section=name,
+            source=f"stage '{stage}' of '{parent.strategy}'",
+        )
+        return resolved, section
+
     def _child_runner(
         self, store: StateStore, states: dict[str, dict[str, Any]]
     ) -> Callable[..., TrainingResultDTO]:
@@ -390,19 +410,7 @@ class Orchestrator:
             warm_start: Path | None,
             extras: dict[str, Any],
         ) -> TrainingResultDTO:
-            if name not in parent.config.sections:
-                raise ConfigError(
-                    f"strategy '{parent.strategy}' tried to run '{name}', which it does not "
-                    "declare in requires_strategies"
-                )
-            resolved = self._resolve(self.registry.resolve(name))
-            base = parent.config.section(name).model_dump()
-            section = validate_section(
-                resolved.config_model,
-                {**base, **overrides},
-                section=name,
-                source=f"stage '{stage}' of '{parent.strategy}'",
-            )
+            resolved, section = self._stage_config(parent, name, overrides, stage)
             strategy = self._instantiate(resolved)
             self._check_device(resolved.spec, parent.device)
             path = RunDirectory.choose(
@@ -422,6 +430,16 @@ class Orchestrator:
             )
 
         return run_child
+
+    def _child_checker(self) -> Callable[..., BaseModel]:
+        def check_child(
+            parent: TrainingContext, name: str, overrides: dict[str, Any], stage: str
+        ) -> BaseModel:
+            resolved, section = self._stage_config(parent, name, overrides, stage)
+            self._instantiate(resolved)  # torch present if needed; the factory importable
+            return section
+
+        return check_child
 
 
 def _strategy_from_config(data: Mapping[str, Any] | None, file: Path | None) -> str:

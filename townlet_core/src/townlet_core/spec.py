@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ class StrategySpec:
     #: Whether running the strategy needs PyTorch (listing and configuring never do).
     requires_torch: bool = False
     #: Strategies this one composes by name (anneal: bc, ppo); checked before training starts.
-    requires_strategies: tuple[str, ...] = field(default_factory=tuple)
+    requires_strategies: Sequence[str] = field(default_factory=tuple)
     #: The strategy API major version the plugin was written against.
     api_version: int = STRATEGY_API_VERSION
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from townlet_core.dto import TELEMETRY_VERSION
+from townlet_core.guardrails import Guardrail, check
 from townlet_strategies_ppo.update import UpdateStats
 
 #: The eight social event counters; 0 where the data has none.
@@ -119,6 +120,10 @@ def record(
         "approx_kl": stats.approx_kl,
         **live,
     }
+    if "_guardrails" in anneal:  # inside an anneal stage: the flags, line by line
+        guardrails = [Guardrail.model_validate(g) for g in anneal["_guardrails"]]
+        for flag, fired in check(guardrails, line, anneal.get("_baselines", {})).items():
+            line[f"anneal_{flag}_flag"] = fired
     return line
 
 

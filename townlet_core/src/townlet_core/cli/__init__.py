@@ -23,6 +23,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "townlet_core.cli.evaluate:evaluate",
         "Run a trained checkpoint in an environment and report returns.",
     ),
+    "promotion": (
+        "townlet_core.cli.promotion:promotion",
+        "Promotion ledger: status, evaluate, promote, rollback.",
+    ),
     "strategies": (
         "townlet_core.cli.strategies:strategies",
         "List and inspect installed strategies.",

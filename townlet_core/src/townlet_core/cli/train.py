@@ -44,6 +44,11 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path, file_okay=False),
     help="Continue a stopped run in RUN_DIR from its latest checkpoint (its own config).",
 )
+@click.option(
+    "--exit-on-failure",
+    is_flag=True,
+    help="Exit 1 unless the run met its acceptance (for anneal: unless the status is PASS).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result DTO as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
 @click.pass_context
@@ -56,6 +61,7 @@ def train(
     device: str | None,
     run_dir: Path | None,
     resume_dir: Path | None,
+    exit_on_failure: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -111,7 +117,8 @@ def train(
         click.echo(result.model_dump_json(indent=2))
     else:
         click.echo(format_result(result, orchestrator.last_run_dir))
-    ctx.exit(1 if result.status == "failed" else 0)
+    failed = result.status == "failed" or (exit_on_failure and not result.accepted())
+    ctx.exit(1 if failed else 0)
 
 
 def format_result(result: TrainingResultDTO, run_dir: Path | None) -> str:
@@ -125,6 +132,9 @@ def format_result(result: TrainingResultDTO, run_dir: Path | None) -> str:
     ]
     if run_dir is not None:
         lines.append(f"  run directory: {run_dir}")
+    custom = result.summary_text()
+    if custom is not None:
+        return "\n".join([*lines, *custom])
     base = set(TrainingResultDTO.model_fields)
     for name in type(result).model_fields:
         if name in base:

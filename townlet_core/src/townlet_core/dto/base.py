@@ -40,6 +40,15 @@ class TrainingResultDTO(BaseModel):
         description="Files the run produced, by role, as paths relative to the run directory.",
     )
 
+    def accepted(self) -> bool:
+        """Whether the run met its own acceptance criteria (`townlet train --exit-on-failure`
+        exits 1 when not). Strategies with a richer verdict (anneal) override this."""
+        return self.status == "succeeded"
+
+    def summary_text(self) -> list[str] | None:
+        """Lines `townlet train` prints instead of the generic field list (None: generic)."""
+        return None
+
     @model_validator(mode="after")
     def _finished_after_started(self) -> TrainingResultDTO:
         if self.finished_at < self.started_at:

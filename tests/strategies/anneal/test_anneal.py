@@ -1,0 +1,160 @@
+"""Anneal end to end: the default task, FAIL with a real rollback, HOLD, composition."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from townlet_core.errors import ConfigError, UnknownStrategyError
+from townlet_core.metrics import read_metrics
+from townlet_core.promotion import PromotionLedger
+
+from .conftest import BC, make_orchestrator, ppo
+
+
+def test_default_task_passes_and_two_runs_make_the_candidate_ready(anneal, tmp_path):
+    first = anneal()
+    assert first.anneal_status == "PASS" and first.reasons == []
+    assert [s.strategy for s in first.stages] == ["bc", "ppo"]
+    assert all(s.accepted for s in first.stages)
+    assert first.final_eval_mean_return is not None and first.final_eval_mean_return >= 475
+    assert (first.promotion["pass_streak"], first.promotion["candidate_ready"]) == (1, False)
+    run = tmp_path / "run"
+    stored = json.loads((run / "anneal_results.json").read_text())
+    assert [s["outcome"] for s in stored] == ["accepted", "accepted"]
+    ppo_stage = run / "stages" / "01-cycle1-ppo"
+    assert (ppo_stage / "result.json").exists() and (ppo_stage / "checkpoint").exists()
+    # the PPO stage started from the BC checkpoint (a real warm start)
+    assert first.stages[1].warm_start == str(run / "stages" / "00-cycle0-bc" / "checkpoint")
+    assert (run / "checkpoint" / "weights.safetensors").read_bytes() == (
+        ppo_stage / "checkpoint" / "weights.safetensors"
+    ).read_bytes()
+    second = anneal(name="again")
+    assert second.anneal_status == "PASS"
+    assert (
+        second.promotion["pass_streak"],
+        second.promotion["candidate_ready"],
+        second.promotion["state"],
+    ) == (2, True, "ready")
+    # the later run's PPO stage was checked against the earlier run's baseline
+    assert second.stages[1].baselines["loss_total"] == pytest.approx(
+        first.stages[1].metrics["loss_total"]
+    )
+    assert PromotionLedger(tmp_path / "runs" / "promotion.sqlite").snapshot()["candidate"][
+        "run_dir"
+    ] == str(tmp_path / "again")
+
+
+def test_ppo_telemetry_inside_anneal_carries_the_anneal_fields(anneal, tmp_path):
+    anneal()
+    line = read_metrics(tmp_path / "run" / "stages" / "01-cycle1-ppo" / "metrics.jsonl")[-1]
+    assert line["anneal_cycle"] == 1 and line["anneal_stage"] == "ppo"
+    assert line["anneal_dataset"] == "CartPole-v1"
+    assert line["anneal_bc_passed"] is True and line["anneal_bc_accuracy"] >= 0.9
+    assert {"anneal_loss_flag", "anneal_queue_flag", "anneal_intensity_flag"} <= set(line)
+
+
+def test_bc_gate_failure_rolls_back_to_the_last_good_checkpoint(anneal, tmp_path):
+    corrupted = {
+        "cycle": 2,
+        "strategy": "bc",
+        "overrides": {
+            "capture": {"env": "CartPole-v1", "policy": "random", "episodes": 6},
+            "epochs": 2,
+        },
+    }
+    result = anneal({"schedule": [BC, ppo(1), corrupted, ppo(3)]})
+    assert result.anneal_status == "FAIL"
+    assert result.reasons == ["bc_stage_failed_cycle_2"]
+    assert [s.outcome for s in result.stages] == ["accepted", "accepted", "rolled_back"]  # stopped
+    assert result.stages[2].rolled_back and result.stages[2].passed is False
+    run = tmp_path / "run"
+    good = run / "stages" / "01-cycle1-ppo" / "checkpoint" / "weights.safetensors"
+    assert (run / "checkpoint" / "weights.safetensors").read_bytes() == good.read_bytes()
+    assert result.promotion["pass_streak"] == 0
+
+
+def test_an_impossible_threshold_fails_the_first_stage_with_nothing_kept(anneal, tmp_path):
+    result = anneal({"accuracy_threshold": 1.01, "schedule": [BC, ppo(1)]})
+    assert (result.anneal_status, result.reasons) == ("FAIL", ["bc_stage_failed_cycle_0"])
+    assert len(result.stages) == 1 and result.final_checkpoint is None
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_a_destabilising_learning_rate_fires_the_return_guardrail(anneal, tmp_path):
+    result = anneal({"schedule": [BC, ppo(1, learning_rate=0.03, lr_schedule="constant")]})
+    assert result.anneal_status == "HOLD"
+    assert result.reasons == ["return_flag_cycle_1"]
+    held = result.stages[1]
+    assert held.outcome == "held" and not held.accepted
+    assert held.metrics["eval_mean_return"] < 0.95 * result.stages[0].metrics["eval_mean_return"]
+    # the held stage's weights are not the run's policy: the BC checkpoint is
+    bc = tmp_path / "run" / "stages" / "00-cycle0-bc" / "checkpoint" / "weights.safetensors"
+    assert (tmp_path / "run" / "checkpoint" / "weights.safetensors").read_bytes() == bc.read_bytes()
+
+
+def test_a_third_party_strategy_can_be_a_stage(anneal):
+    cem = {
+        "cycle": 1,
+        "strategy": "cem",
+        "overrides": {
+            "iterations": 3,
+            "population": 8,
+            "eval_episodes": 2,
+            "max_episode_steps": 100,
+        },
+    }
+    result = anneal({"schedule": [BC, cem]})
+    assert [s.strategy for s in result.stages] == ["bc", "cem"]
+    assert result.stages[1].outcome == "accepted"
+    assert result.stages[1].result["env_id"] == "CartPole-v1"
+
+
+def test_stage_overrides_are_validated_by_the_strategys_own_model_before_training(anneal, tmp_path):
+    bad = {"cycle": 1, "strategy": "ppo", "overrides": {"learning_rat": 0.1}}
+    with pytest.raises(
+        ConfigError,
+        match=r"stage '01-cycle1-ppo' of 'anneal': ppo.learning_rat: unknown key; did you mean 'learning_rate'\?",
+    ):
+        anneal({"schedule": [BC, bad]})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_stage_naming_a_missing_strategy_fails_before_training(anneal, tmp_path):
+    with pytest.raises(UnknownStrategyError, match="Unknown strategy 'dqn'"):
+        anneal({"schedule": [BC, {"cycle": 1, "strategy": "dqn"}]})
+    assert not (tmp_path / "run").exists()
+
+
+def test_anneal_without_ppo_installed_names_the_missing_strategy(tmp_path):
+    with pytest.raises(UnknownStrategyError) as info:
+        make_orchestrator(without=("townlet-strategies-ppo",)).run(
+            "anneal", config={"runs_root": str(tmp_path / "runs")}, run_dir=tmp_path / "run"
+        )
+    assert (
+        str(info.value)
+        == "Strategy 'anneal' requires strategies bc, ppo; missing: ppo -> pip install 'townlet-core[ppo]'"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_stages_of_one_cycle_keep_their_order_and_cycles_sort(anneal):
+    result = anneal({"schedule": [ppo(1), BC]})
+    assert [s.strategy for s in result.stages] == ["bc", "ppo"]
+
+
+def test_exit_on_failure(tmp_path, monkeypatch, capsys):
+    from townlet_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "TOWNLET_LOAD_PLUGINS",
+        "townlet-strategies-anneal,townlet-strategies-bc,townlet-strategies-ppo",
+    )
+    args = ["train", "-s", "anneal", "--quiet", "--set", "anneal.accuracy_threshold=1.01"]
+    assert main([*args, "--run-dir", "a"]) == 0  # the run finished; FAIL is its verdict
+    assert main([*args, "--run-dir", "b", "--exit-on-failure"]) == 1
+    out = capsys.readouterr().out
+    assert "anneal FAIL on CartPole-v1 (bc_stage_failed_cycle_0)" in out
+    assert "  00-cycle0-bc: rolled_back, accuracy 0.995 (gate 1.01)" in out

@@ -1,0 +1,46 @@
+"""townlet-core's contract checks, run against the anneal strategy (composing bc and ppo)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any, ClassVar
+
+from townlet_core.testing import StrategyContract
+
+from .conftest import BC, ppo
+
+
+class TestAnnealContract(StrategyContract):
+    strategy_name = "anneal"
+    distribution = "townlet-strategies-anneal"
+    plugin_module = "townlet_strategies_anneal.plugin"
+    required_plugin_modules = ("townlet_strategies_bc.plugin", "townlet_strategies_ppo.plugin")
+    short_run_config: ClassVar[dict[str, Any]] = {
+        "schedule": [
+            {
+                **BC,
+                "overrides": {
+                    "capture": {"episodes": 2, "max_episode_steps": 30},
+                    "epochs": 1,
+                    "eval_episodes": 1,
+                },
+            },
+            ppo(1, total_timesteps=256, eval_episodes=1, max_episode_steps=30),
+        ],
+        "accuracy_threshold": 0.0,
+    }
+
+
+def test_anneal_imports_no_torch_and_no_other_strategy():
+    code = (
+        "import sys\n"
+        "import townlet_strategies_anneal.plugin, townlet_strategies_anneal.config\n"
+        "import townlet_strategies_anneal.strategy, townlet_strategies_anneal.judging\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'townlet_strategies_bc', 'townlet_strategies_ppo')]\n"
+        "assert not bad, bad\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0, completed.stderr

@@ -1,0 +1,1 @@
+"""Anneal strategy for Townlet (entry point `townlet_core.strategies: anneal`). Torch-free."""
