@@ -77,14 +77,28 @@ def show_strategy(ctx: click.Context, name: str, as_json: bool) -> None:
     requires = ", ".join(spec.requires_strategies) or "none"
     click.echo(f"  requires strategies: {requires}")
     click.echo(f"\nConfig section '{spec.name}' (set with --set {spec.name}.FIELD=VALUE):")
+    try:  # every field has a default (the contract checks it); show the real values
+        defaults = model().model_dump(mode="json")
+    except ValueError:
+        defaults = {}
     rows = [
-        [field, _type_name(prop), json.dumps(prop.get("default")), prop.get("description", "")]
+        [
+            field,
+            _type_name(prop),
+            _short(json.dumps(defaults.get(field, prop.get("default")))),
+            prop.get("description", ""),
+        ]
         for field, prop in schema.get("properties", {}).items()
     ]
     print_table(["FIELD", "TYPE", "DEFAULT", "DESCRIPTION"], rows, indent=2)
     click.echo(f"\nRun settings shared by every strategy: {', '.join(RunSettings.model_fields)}")
     click.echo("\nJSON schema:")
     click.echo(json.dumps(schema, indent=2, default=str))
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """Long defaults (schedules, nested models) point to the schema below instead."""
+    return text if len(text) <= limit else f"{text[: limit - 12]}... (below)"
 
 
 def _type_name(prop: dict[str, Any]) -> str:
