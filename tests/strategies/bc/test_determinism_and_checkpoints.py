@@ -182,3 +182,19 @@ def test_without_torch_the_error_names_the_extra(train_bc, monkeypatch):
     monkeypatch.setattr("townlet_core.torch_guard.torch_available", lambda: False)
     with pytest.raises(TorchNotAvailableError, match=r"pip install 'townlet-core\[bc\]'"):
         train_bc(SMALL)
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error(train_bc, tmp_path):
+    if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
+        return
+    with pytest.raises(ConfigError, match=r"--device cuda: CUDA is not available here .*; use --device cpu or auto"):
+        train_bc(SMALL, device="cuda")
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_auto_device_without_cuda_is_the_cpu():
+    from townlet_core.nn import select_device
+
+    device, described = select_device("auto")
+    if not torch.cuda.is_available():
+        assert (device.type, described) == ("cpu", "cpu (no CUDA device available)")

@@ -135,21 +135,7 @@ class Orchestrator:
             "command": command_line(),
             "created_at": utc_now().isoformat(),
         }
-        store = StateStore(run_config.run.runs_root / STATE_FILE)
-        states: dict[str, dict[str, Any]] = {}
-        result = self._execute(
-            main,
-            strategy_obj,
-            run_config.section(name),
-            run_config,
-            path,
-            store=store,
-            states=states,
-            snapshot=snapshot,
-        )
-        for namespace, value in states.items():
-            store.save(namespace, value)
-        return result
+        return self._run_top(main, strategy_obj, run_config, path, snapshot=snapshot)
 
     def resume(self, run_dir: Path | str) -> TrainingResultDTO:
         """Continue a stopped run in its own directory, from its latest checkpoint.
@@ -185,23 +171,37 @@ class Orchestrator:
             raise ConfigError(
                 f"strategy '{name}' cannot resume a stopped run; start a new run instead"
             )
+        return self._run_top(resolved[name], strategy_obj, run_config, path, resume=True)
+
+    # ------------------------------------------------------------------ internals
+
+    def _run_top(
+        self,
+        resolved: _Resolved,
+        strategy: TrainingStrategy,
+        run_config: RunConfig,
+        path: Path,
+        *,
+        snapshot: dict[str, Any] | None = None,
+        resume: bool = False,
+    ) -> TrainingResultDTO:
+        """Run (or resume) a top-level run, then save the state every strategy carried."""
         store = StateStore(run_config.run.runs_root / STATE_FILE)
         states: dict[str, dict[str, Any]] = {}
         result = self._execute(
-            resolved[name],
-            strategy_obj,
-            run_config.section(name),
+            resolved,
+            strategy,
+            run_config.section(resolved.spec.name),
             run_config,
             path,
             store=store,
             states=states,
-            resume=True,
+            snapshot=snapshot,
+            resume=resume,
         )
         for namespace, value in states.items():
             store.save(namespace, value)
         return result
-
-    # ------------------------------------------------------------------ internals
 
     def _resolve(self, spec: StrategySpec) -> _Resolved:
         if spec.name in self._resolved:
