@@ -76,3 +76,80 @@ def test_a_failed_result_must_say_why():
 def test_unknown_status_is_rejected():
     with pytest.raises(ValidationError):
         TrainingResultDTO(**_fields(status="maybe"))
+
+
+def _bc(**overrides):
+    fields = {
+        **_fields(strategy="bc"),
+        "manifest": "demos",
+        "accuracy": 0.9,
+        "loss": 0.2,
+        "learning_rate": 1e-3,
+        "batch_size": 64,
+        "epochs": 10,
+        "epochs_run": 10,
+        "samples": 100,
+        "action_dim": 2,
+        "checkpoint": "checkpoint",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def test_bc_result_round_trips_and_keeps_the_original_fields():
+    from townlet_core.dto import BCTrainingResultDTO
+
+    result = BCTrainingResultDTO(**_bc(val_accuracy=0.88, val_loss=0.3, weight_decay=0.0))
+    assert result.mode == "bc"
+    assert BCTrainingResultDTO.model_validate_json(result.model_dump_json()) == result
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("accuracy", 1.5), ("loss", -0.15), ("learning_rate", 0.0), ("val_accuracy", -0.1), ("batch_size", 0)],
+)
+def test_bc_result_bounds(field, value):
+    from townlet_core.dto import BCTrainingResultDTO
+
+    with pytest.raises(ValidationError):
+        BCTrainingResultDTO(**_bc(**{field: value}))
+
+
+def _ppo(**overrides):
+    from townlet_core.dto import TELEMETRY_FIELDS
+
+    fields = {**_fields(strategy="ppo"), "checkpoint": "checkpoint", "updates_run": 1, "total_updates": 1}
+    for name in TELEMETRY_FIELDS:
+        fields[name] = 1 if name not in ("data_mode", "clip_fraction", "clip_fraction_max", "reward_advantage_corr") else 0.5
+    fields["data_mode"] = "replay"
+    fields.update(overrides)
+    return fields
+
+
+def test_ppo_result_accepts_conflict_fields_only_as_extras():
+    from townlet_core.dto import PPOTrainingResultDTO
+
+    result = PPOTrainingResultDTO(**_ppo(**{"conflict.rivalry_max_mean_avg": 0.4}))
+    assert result.model_dump()["conflict.rivalry_max_mean_avg"] == 0.4
+    assert PPOTrainingResultDTO.model_validate_json(result.model_dump_json()) == result
+    with pytest.raises(ValidationError, match="only 'conflict.\\*' dynamic fields are allowed"):
+        PPOTrainingResultDTO(**_ppo(mystery=1))
+
+
+@pytest.mark.parametrize(("field", "value"), [("clip_fraction", 1.5), ("reward_advantage_corr", 1.01), ("data_mode", "live")])
+def test_ppo_result_bounds(field, value):
+    from townlet_core.dto import PPOTrainingResultDTO
+
+    with pytest.raises(ValidationError):
+        PPOTrainingResultDTO(**_ppo(**{field: value}))
+
+
+def test_anneal_summary_round_trips_and_accepts_only_pass():
+    from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO
+
+    stage = AnnealStageResultDTO(index=0, cycle=0, strategy="bc", stage_dir="stages/00", outcome="accepted", accepted=True)
+    summary = AnnealSummaryDTO(**_fields(strategy="anneal"), anneal_status="HOLD", label="CartPole-v1", stages=[stage])
+    assert AnnealSummaryDTO.model_validate_json(summary.model_dump_json()) == summary
+    assert not summary.accepted()
+    assert summary.model_copy(update={"anneal_status": "PASS"}).accepted()
+    assert summary.summary_text()[0] == "anneal HOLD on CartPole-v1"
