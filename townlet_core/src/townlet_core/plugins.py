@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal
@@ -468,12 +468,3 @@ class StrategyRegistry:
         for record in self._records:
             if record is not exclude and record.status in ("broken", "incompatible", "conflict"):
                 self._warn(record)
-
-
-def iter_strategy_distributions(
-    path: Iterable[str] | None = None,
-) -> Iterable[tuple[str, str, str]]:
-    """(strategy, distribution, version) for `townlet --version`: metadata only, no import."""
-    registry = StrategyRegistry(path=list(path) if path is not None else None, warn=lambda _m: None)
-    for record in registry.records():
-        yield record.name, record.distribution, record.version
