@@ -106,7 +106,13 @@ def test_bc_result_round_trips_and_keeps_the_original_fields():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("accuracy", 1.5), ("loss", -0.15), ("learning_rate", 0.0), ("val_accuracy", -0.1), ("batch_size", 0)],
+    [
+        ("accuracy", 1.5),
+        ("loss", -0.15),
+        ("learning_rate", 0.0),
+        ("val_accuracy", -0.1),
+        ("batch_size", 0),
+    ],
 )
 def test_bc_result_bounds(field, value):
     from townlet_core.dto import BCTrainingResultDTO
@@ -118,9 +124,19 @@ def test_bc_result_bounds(field, value):
 def _ppo(**overrides):
     from townlet_core.dto import TELEMETRY_FIELDS
 
-    fields = {**_fields(strategy="ppo"), "checkpoint": "checkpoint", "updates_run": 1, "total_updates": 1}
+    fields = {
+        **_fields(strategy="ppo"),
+        "checkpoint": "checkpoint",
+        "updates_run": 1,
+        "total_updates": 1,
+    }
     for name in TELEMETRY_FIELDS:
-        fields[name] = 1 if name not in ("data_mode", "clip_fraction", "clip_fraction_max", "reward_advantage_corr") else 0.5
+        fields[name] = (
+            1
+            if name
+            not in ("data_mode", "clip_fraction", "clip_fraction_max", "reward_advantage_corr")
+            else 0.5
+        )
     fields["data_mode"] = "replay"
     fields.update(overrides)
     return fields
@@ -136,7 +152,10 @@ def test_ppo_result_accepts_conflict_fields_only_as_extras():
         PPOTrainingResultDTO(**_ppo(mystery=1))
 
 
-@pytest.mark.parametrize(("field", "value"), [("clip_fraction", 1.5), ("reward_advantage_corr", 1.01), ("data_mode", "live")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("clip_fraction", 1.5), ("reward_advantage_corr", 1.01), ("data_mode", "live")],
+)
 def test_ppo_result_bounds(field, value):
     from townlet_core.dto import PPOTrainingResultDTO
 
@@ -147,8 +166,12 @@ def test_ppo_result_bounds(field, value):
 def test_anneal_summary_round_trips_and_accepts_only_pass():
     from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO
 
-    stage = AnnealStageResultDTO(index=0, cycle=0, strategy="bc", stage_dir="stages/00", outcome="accepted", accepted=True)
-    summary = AnnealSummaryDTO(**_fields(strategy="anneal"), anneal_status="HOLD", label="CartPole-v1", stages=[stage])
+    stage = AnnealStageResultDTO(
+        index=0, cycle=0, strategy="bc", stage_dir="stages/00", outcome="accepted", accepted=True
+    )
+    summary = AnnealSummaryDTO(
+        **_fields(strategy="anneal"), anneal_status="HOLD", label="CartPole-v1", stages=[stage]
+    )
     assert AnnealSummaryDTO.model_validate_json(summary.model_dump_json()) == summary
     assert not summary.accepted()
     assert summary.model_copy(update={"anneal_status": "PASS"}).accepted()

@@ -187,7 +187,9 @@ def test_without_torch_the_error_names_the_extra(train_bc, monkeypatch):
 def test_cuda_requested_without_cuda_is_a_clear_error(train_bc, tmp_path):
     if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
         return
-    with pytest.raises(ConfigError, match=r"--device cuda: CUDA is not available here .*; use --device cpu or auto"):
+    with pytest.raises(
+        ConfigError, match=r"--device cuda: CUDA is not available here .*; use --device cpu or auto"
+    ):
         train_bc(SMALL, device="cuda")
     assert not (tmp_path / "run" / "checkpoint").exists()
 

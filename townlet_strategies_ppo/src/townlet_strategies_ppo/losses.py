@@ -5,17 +5,23 @@ al., 2016) beside it. All functions are pure: tensors in, tensors out.
 
     advantages, returns = compute_gae(...)            # how good each action was
     advantages = normalize(advantages)                # per mini-batch (or per batch)
+    new_logp, log_p = action_log_probs(logits, actions)
     policy = clipped_surrogate(new_logp, old_logp, advantages, clip_range)
     value = value_loss(new_values, old_values, returns, value_clip)
-    entropy = categorical_entropy(logits)
-    loss = policy.loss + vf_coef * value - ent_coef * entropy
+    entropy = categorical_entropy(log_p)
+    loss = total_loss(policy.loss, value, entropy, vf_coef, ent_coef)
+    # = policy.loss + vf_coef * value - ent_coef * entropy
+
+`ratio_statistics` and `explained_variance` only describe an update for the telemetry.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
+from torch.nn import functional
 
 #: Standard deviations below this count as "no spread" (the original's threshold).
 ZERO_STD = 1e-8
@@ -37,16 +43,20 @@ def compute_gae(
     episode could have gone on) but not one that ended (terminated: nothing follows).
     Either way the recursion stops at an episode boundary.
     """
-    steps = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    carry = torch.zeros_like(last_values)
-    for t in reversed(range(steps)):
-        next_values = last_values if t == steps - 1 else values[t + 1]
-        delta = rewards[t] + gamma * next_values * (1.0 - terminated[t]) - values[t]
-        ended = torch.maximum(terminated[t], truncated[t])
-        carry = delta + gamma * gae_lambda * (1.0 - ended) * carry
-        advantages[t] = carry
-    return advantages, advantages + values
+    next_values = torch.cat([values[1:], last_values.unsqueeze(0)])
+    deltas = rewards + gamma * next_values * (1.0 - terminated) - values
+    continues = gamma * gae_lambda * (1.0 - torch.maximum(terminated, truncated))
+    # A_t = delta_t + gamma * lambda * A_{t+1}, from the last step back. The loop runs on
+    # NumPy arrays: a step costs about a microsecond there, ten with tensors.
+    delta, carry_on = deltas.detach().cpu().numpy(), continues.detach().cpu().numpy()
+    advantages = np.empty_like(delta)
+    carry = np.zeros_like(delta[0])
+    with np.errstate(over="ignore", invalid="ignore"):  # callers check for NaN/inf
+        for t in reversed(range(len(delta))):
+            carry = delta[t] + carry_on[t] * carry
+            advantages[t] = carry
+    result = torch.from_numpy(advantages).to(rewards.device)
+    return result, result + values
 
 
 def normalize(advantages: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -55,27 +65,70 @@ def normalize(advantages: torch.Tensor) -> tuple[torch.Tensor, float]:
     return (advantages - advantages.mean()) / (std + ZERO_STD), float(std)
 
 
-def log_probs_and_entropy(
+def action_log_probs(
     logits: torch.Tensor, actions: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(a|s) of the taken actions and the categorical entropy, per row.
+    """log pi(a|s) of the taken actions, and log pi(.|s) of every action (for the entropy).
 
     Computed directly from log-softmax: `torch.distributions.Categorical` validates its
     arguments on every call, which costs more than a small network's forward pass.
     """
     log_p = torch.log_softmax(logits, dim=-1)
-    chosen = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_p.exp() * log_p).sum(-1)
-    return chosen, entropy
+    return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), log_p
 
 
-class Surrogate(NamedTuple):
-    """The clipped policy loss and what the telemetry reports about it."""
+def categorical_entropy(log_p: torch.Tensor) -> torch.Tensor:
+    """-sum_a pi(a|s) log pi(a|s), per row of log-probabilities."""
+    return -(log_p.exp() * log_p).sum(-1)
 
-    loss: torch.Tensor
+
+def log_probs_and_entropy(
+    logits: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a|s) of the taken actions and the categorical entropy, per row."""
+    chosen, log_p = action_log_probs(logits, actions)
+    return chosen, categorical_entropy(log_p)
+
+
+class RatioStatistics(NamedTuple):
+    """What the telemetry reports about the probability ratios r = pi_new / pi_old."""
+
     clip_fraction: torch.Tensor  # share of ratios outside [1 - eps, 1 + eps]
     approx_kl: torch.Tensor  # E[(r - 1) - log r], non-negative, low variance
     kl_divergence: torch.Tensor  # E[old_logp - new_logp], the original's signed estimate
+
+
+def ratio_statistics(log_ratio: torch.Tensor, clip_range: float) -> RatioStatistics:
+    """The ratio statistics as means over the last dimension: a (mini-batches, rows) stack
+    of log-ratios gives one of each per mini-batch."""
+    with torch.no_grad():
+        ratio = log_ratio.exp()
+        return RatioStatistics(
+            clip_fraction=((ratio - 1.0).abs() > clip_range).float().mean(-1),
+            approx_kl=((ratio - 1.0) - log_ratio).mean(-1),
+            kl_divergence=(-log_ratio).mean(-1),
+        )
+
+
+class Surrogate(NamedTuple):
+    """The clipped policy loss, and the log-ratios its statistics come from (detached:
+    an update computes the statistics of all its mini-batches at once, at the end)."""
+
+    loss: torch.Tensor
+    log_ratio: torch.Tensor
+    clip_range: float
+
+    @property
+    def clip_fraction(self) -> torch.Tensor:
+        return ratio_statistics(self.log_ratio, self.clip_range).clip_fraction
+
+    @property
+    def approx_kl(self) -> torch.Tensor:
+        return ratio_statistics(self.log_ratio, self.clip_range).approx_kl
+
+    @property
+    def kl_divergence(self) -> torch.Tensor:
+        return ratio_statistics(self.log_ratio, self.clip_range).kl_divergence
 
 
 def clipped_surrogate(
@@ -89,15 +142,10 @@ def clipped_surrogate(
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
-    with torch.no_grad():
-        clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        kl_divergence = (-log_ratio).mean()
     return Surrogate(
         loss=-torch.min(unclipped, clipped).mean(),
-        clip_fraction=clip_fraction,
-        approx_kl=approx_kl,
-        kl_divergence=kl_divergence,
+        log_ratio=log_ratio.detach(),
+        clip_range=clip_range,
     )
 
 
@@ -109,9 +157,9 @@ def value_loss(
 ) -> torch.Tensor:
     """0.5 E[(V - R)^2]; with `value_clip`, the larger of that and the loss of V kept
     within `value_clip` of the old prediction (as the original Townlet trainer)."""
-    unclipped = (new_values - returns).pow(2)
     if value_clip is None:
-        return 0.5 * unclipped.mean()
+        return 0.5 * functional.mse_loss(new_values, returns)
+    unclipped = (new_values - returns).pow(2)
     clipped_values = old_values + (new_values - old_values).clamp(-value_clip, value_clip)
     clipped = (clipped_values - returns).pow(2)
     return 0.5 * torch.max(unclipped, clipped).mean()
@@ -120,12 +168,16 @@ def value_loss(
 def total_loss(
     policy_loss: torch.Tensor,
     value: torch.Tensor,
-    entropy: torch.Tensor,
+    entropy: torch.Tensor | None,
     vf_coef: float,
     ent_coef: float,
 ) -> torch.Tensor:
-    """The objective minimised: policy + vf_coef * value - ent_coef * entropy."""
-    return policy_loss + vf_coef * value - ent_coef * entropy
+    """The objective minimised: policy + vf_coef * value - ent_coef * entropy (without an
+    entropy bonus, `entropy` may be None)."""
+    loss = policy_loss + vf_coef * value
+    if ent_coef == 0.0 or entropy is None:
+        return loss
+    return loss - ent_coef * entropy
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:

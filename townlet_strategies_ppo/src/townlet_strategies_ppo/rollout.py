@@ -5,6 +5,11 @@ call only resets that environment (its action is ignored). Those reset steps are
 as invalid and left out of training; the observation returned when an episode ends is its
 final one, so the value after a truncation is simply the value of the next stored
 observation.
+
+The network does not change during a rollout, so each step runs only the actor, to choose
+actions; the log-probabilities of the actions taken and the critic's values come from one
+pass over the whole rollout at its end (one large batch costs far less than many small
+ones).
 """
 
 from __future__ import annotations
@@ -51,26 +56,22 @@ class CollectorState:
     counters: dict[str, float] = field(default_factory=dict)
 
 
-def observation_tensors(
-    observation: Any, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(features, map) tensors of a batch of observations (flat Box or Dict)."""
-    if isinstance(observation, Mapping):
-        features = torch.as_tensor(
-            np.asarray(observation["features"], dtype=np.float32), device=device
-        )
-        map_array = observation.get("map")
-        map_ = (
-            None
-            if map_array is None
-            else torch.as_tensor(np.asarray(map_array, dtype=np.float32), device=device)
-        )
-        return features, map_
-    return torch.as_tensor(np.asarray(observation, dtype=np.float32), device=device), None
+def sample_categorical(probabilities: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """One action per row of `probabilities`, drawn by inverting the cumulative
+    distribution at `uniform` (one number in [0, 1) per row): the action is the number of
+    cumulative probabilities, the last one left out, at or below that number."""
+    cumulative = np.cumsum(probabilities, axis=-1)[:, :-1]
+    actions: np.ndarray = (cumulative <= uniform[:, None]).sum(axis=-1)
+    return actions
 
 
 class RolloutCollector:
-    """Steps `env` with `network` for `num_steps` steps per rollout into fixed buffers."""
+    """Steps `env` with `network` for `num_steps` steps per rollout into fixed buffers.
+
+    The buffers are NumPy arrays written in place, step by step (a NumPy row assignment
+    costs a fraction of a tensor one, and the environment speaks NumPy anyway); the
+    rollout's tensors share their memory on CPU, so nothing is copied at the end either.
+    """
 
     def __init__(
         self,
@@ -90,22 +91,87 @@ class RolloutCollector:
         envs = int(env.num_envs)
         spec = network.observation
         shape = (num_steps, envs)
-        self.features = torch.zeros((*shape, spec.features_dim), device=device)
-        self.map = torch.zeros((*shape, *spec.map_shape), device=device) if spec.map_shape else None
-        self.actions = torch.zeros(shape, dtype=torch.long, device=device)
-        self.log_probs = torch.zeros(shape, device=device)
-        self.values = torch.zeros(shape, device=device)
-        self.rewards = torch.zeros(shape, device=device)
-        self.terminated = torch.zeros(shape, device=device)
-        self.truncated = torch.zeros(shape, device=device)
-        self.valid = torch.zeros(shape, device=device)
+        # one row more than the rollout: the observation after its last step
+        observed = (num_steps + 1, envs)
+        self.features = np.zeros((*observed, spec.features_dim), dtype=np.float32)
+        self.map = (
+            np.zeros((*observed, *spec.map_shape), dtype=np.float32) if spec.map_shape else None
+        )
+        self.actions = np.zeros(shape, dtype=np.int64)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=np.float32)
+        self.truncated = np.zeros(shape, dtype=np.float32)
+        self.valid = np.zeros(shape, dtype=np.float32)
 
-    @torch.no_grad()
-    def _act(self, features: torch.Tensor, map_: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        logits, values = self.network(features, map_)
-        log_p = torch.log_softmax(logits, dim=-1)
-        actions = torch.multinomial(log_p.exp(), 1, generator=self.generator).squeeze(-1)
-        return actions, log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), values
+    def _store_observation(self, t: int, observation: Any) -> None:
+        if isinstance(observation, Mapping):
+            self.features[t] = observation["features"]
+            if self.map is not None:
+                self.map[t] = observation["map"]
+        else:
+            self.features[t] = observation
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device)
+
+    @torch.inference_mode()
+    def _act(self, t: int, uniform: np.ndarray) -> np.ndarray:
+        """Sample actions for the observations stored at step `t` (the actor only)."""
+        map_ = None if self.map is None else self._tensor(self.map[t])
+        logits = self.network.logits(self._tensor(self.features[t]), map_)
+        actions = sample_categorical(torch.softmax(logits, dim=-1).cpu().numpy(), uniform)
+        self.actions[t] = actions
+        return actions
+
+    def _evaluate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities of the actions taken, values, and the values after the last
+        step: one forward pass over every stored observation."""
+        steps, envs = self.actions.shape
+        features = self._tensor(self.features).flatten(0, 1)
+        map_ = None if self.map is None else self._tensor(self.map).flatten(0, 1)
+        with torch.no_grad():
+            logits, values = self.network(features, map_)
+        values = values.reshape(steps + 1, envs)
+        log_p = torch.log_softmax(logits[: steps * envs], dim=-1)
+        taken = self._tensor(self.actions).reshape(-1, 1)
+        log_probs = log_p.gather(-1, taken).reshape(steps, envs)
+        return log_probs, values[:steps], values[steps]
+
+    def _steps(self, returns: list[float], lengths: list[int], counters: dict[str, float]) -> None:
+        """Step every environment `num_steps` times; record finished episodes' returns and
+        lengths and sum the info counters."""
+        state = self.state
+        # every random number the rollout's sampling needs, in one draw
+        uniforms = (
+            torch.rand(self.actions.shape, generator=self.generator, device=self.generator.device)
+            .cpu()
+            .numpy()
+        )
+        for t in range(self.num_steps):
+            self._store_observation(t, state.observation)
+            actions = self._act(t, uniforms[t])
+            valid = ~state.previous_done
+            observation, reward, terminated, truncated, info = self.env.step(actions)
+            reward = np.where(valid, np.asarray(reward, dtype=np.float64), 0.0)
+            terminated = np.asarray(terminated, dtype=bool) & valid
+            truncated = np.asarray(truncated, dtype=bool) & valid
+            self.rewards[t] = reward
+            self.terminated[t] = terminated
+            self.truncated[t] = truncated
+            self.valid[t] = valid
+            if info:
+                _count(counters, info, valid)
+            state.episode_return += reward
+            state.episode_length += valid
+            done = terminated | truncated
+            if done.any():
+                for index in np.flatnonzero(done):
+                    returns.append(float(state.episode_return[index]))
+                    lengths.append(int(state.episode_length[index]))
+                state.episode_return[done] = 0.0
+                state.episode_length[done] = 0
+            state.previous_done = done
+            state.observation = observation
 
     def collect(self) -> Rollout:
         self.network.eval()
@@ -113,48 +179,22 @@ class RolloutCollector:
         returns: list[float] = []
         lengths: list[int] = []
         counters: dict[str, float] = {}
-        for t in range(self.num_steps):
-            features, map_ = observation_tensors(state.observation, self.device)
-            self.features[t] = features
-            if self.map is not None and map_ is not None:
-                self.map[t] = map_
-            actions, log_probs, values = self._act(features, map_)
-            self.actions[t], self.log_probs[t], self.values[t] = actions, log_probs, values
-            valid = ~state.previous_done
-            observation, reward, terminated, truncated, info = self.env.step(actions.cpu().numpy())
-            reward = np.where(valid, np.asarray(reward, dtype=np.float64), 0.0)
-            terminated = np.asarray(terminated, dtype=bool) & valid
-            truncated = np.asarray(truncated, dtype=bool) & valid
-            self.rewards[t] = torch.from_numpy(reward.astype(np.float32))
-            self.terminated[t] = torch.from_numpy(terminated.astype(np.float32))
-            self.truncated[t] = torch.from_numpy(truncated.astype(np.float32))
-            self.valid[t] = torch.from_numpy(valid.astype(np.float32))
-            _count(counters, info, valid)
-            state.episode_return += reward
-            state.episode_length += valid
-            done = terminated | truncated
-            for index in np.flatnonzero(done):
-                returns.append(float(state.episode_return[index]))
-                lengths.append(int(state.episode_length[index]))
-            state.episode_return[done] = 0.0
-            state.episode_length[done] = 0
-            state.previous_done = done
-            state.observation = observation
-        features, map_ = observation_tensors(state.observation, self.device)
-        with torch.no_grad():
-            last_values = self.network.value(features, map_)
+        self._steps(returns, lengths, counters)
+        self._store_observation(self.num_steps, state.observation)
+        log_probs, values, last_values = self._evaluate()
         for key, value in counters.items():
             state.counters[key] = state.counters.get(key, 0.0) + value
+        steps = self.num_steps
         return Rollout(
-            features=self.features,
-            map=self.map,
-            actions=self.actions,
-            log_probs=self.log_probs,
-            values=self.values,
-            rewards=self.rewards,
-            terminated=self.terminated,
-            truncated=self.truncated,
-            valid=self.valid,
+            features=self._tensor(self.features[:steps]),
+            map=None if self.map is None else self._tensor(self.map[:steps]),
+            actions=self._tensor(self.actions),
+            log_probs=log_probs,
+            values=values,
+            rewards=self._tensor(self.rewards),
+            terminated=self._tensor(self.terminated),
+            truncated=self._tensor(self.truncated),
+            valid=self._tensor(self.valid),
             last_values=last_values,
             episode_returns=returns,
             episode_lengths=lengths,

@@ -8,18 +8,24 @@ one per number per step: that conversion costs more than a small network's step)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
+from torch.optim.adam import adam
 
 from townlet_core.nn import PolicyNetwork
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import (
     ZERO_STD,
+    Surrogate,
+    action_log_probs,
+    categorical_entropy,
     clipped_surrogate,
-    log_probs_and_entropy,
     normalize,
+    ratio_statistics,
     total_loss,
     value_loss,
 )
@@ -86,6 +92,226 @@ def make_optimizer(network: PolicyNetwork, learning_rate: float) -> torch.optim.
         return torch.optim.Adam(parameters, lr=learning_rate, eps=1e-5)
 
 
+class AdamStep:
+    """`optimizer.step()` for the Adam `make_optimizer` builds, made as a direct call of
+    torch's functional `torch.optim.adam.adam` on the optimizer's own state tensors.
+
+    It is the call `Adam.step` itself makes (the same arithmetic), without the per-call
+    hooks, profiler labels and state checks around it, which cost more than the fused
+    update of a small network. The state stays the optimizer's, so `state_dict()`,
+    checkpoints and resumes see no difference. The first step (which creates the state),
+    and any optimizer other than one fused Adam group without weight decay, goes through
+    `optimizer.step()`.
+    """
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, parameters: Sequence[torch.Tensor]
+    ) -> None:
+        self.optimizer = optimizer
+        self.parameters = list(parameters)
+        self._state: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None
+        self._state = None
+
+    def _direct(self) -> bool:
+        optimizer, groups = self.optimizer, self.optimizer.param_groups
+        group = groups[0]
+        return (
+            type(optimizer) is torch.optim.Adam
+            and len(groups) == 1
+            and len(group["params"]) == len(self.parameters)
+            and bool(group.get("fused"))
+            and not (group["amsgrad"] or group["maximize"] or group["weight_decay"])
+            and not (group["capturable"] or group["differentiable"])
+            and all(p in optimizer.state for p in self.parameters)
+        )
+
+    def __call__(self, grads: Sequence[torch.Tensor | None]) -> None:
+        """One step with `grads`, the parameters' `.grad` in order."""
+        if self._state is None and self._direct():
+            states = [self.optimizer.state[p] for p in self.parameters]
+            self._state = (
+                [state["exp_avg"] for state in states],
+                [state["exp_avg_sq"] for state in states],
+                [state["step"] for state in states],
+            )
+        if self._state is None or len(grads) != len(self.parameters):
+            self.optimizer.step()
+            return
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = group["betas"]
+        exp_avgs, exp_avg_sqs, steps = self._state
+        try:
+            self._adam(group, grads, exp_avgs, exp_avg_sqs, steps, beta1, beta2)
+        except TypeError:  # another torch's functional signature: use the public path
+            self._state = None
+            self._direct = lambda: False  # type: ignore[method-assign]
+            self.optimizer.step()
+
+    def _adam(
+        self,
+        group: dict[str, Any],
+        grads: Sequence[torch.Tensor | None],
+        exp_avgs: list[torch.Tensor],
+        exp_avg_sqs: list[torch.Tensor],
+        steps: list[torch.Tensor],
+        beta1: float,
+        beta2: float,
+    ) -> None:
+        adam(
+            self.parameters,
+            cast(list[torch.Tensor], list(grads)),
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            fused=True,
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=0.0,
+            eps=group["eps"],
+            maximize=False,
+        )
+
+
+class _Columns(NamedTuple):
+    """What a mini-batch step reads, row-aligned: the whole batch, or some of its rows."""
+
+    features: torch.Tensor
+    map: torch.Tensor | None
+    actions: torch.Tensor
+    old_log_probs: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def _each(self, take: Callable[[torch.Tensor], torch.Tensor]) -> _Columns:
+        return _Columns(
+            take(self.features),
+            None if self.map is None else take(self.map),
+            take(self.actions),
+            take(self.old_log_probs),
+            take(self.old_values),
+            take(self.advantages),
+            take(self.returns),
+        )
+
+    def reorder(self, order: torch.Tensor) -> _Columns:
+        """Every column's rows gathered in `order` (one gather per column)."""
+        return self._each(lambda column: column[order])
+
+    def rows(self, start: int, stop: int) -> _Columns:
+        """Rows `start:stop` of every column (views: nothing is copied)."""
+        return self._each(lambda column: column[start:stop])
+
+
+def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale `grads` in place so that their global norm is at most `max_norm`; return the
+    norm before scaling.
+
+    What `torch.nn.utils.clip_grad_norm_` does (its norm summed in another order), without
+    its per-call grouping of tensors by device and type, which costs more than the
+    arithmetic for a network this small.
+    """
+    norm: torch.Tensor = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    if math.isfinite(max_norm):
+        scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        if hasattr(torch, "_foreach_mul_"):  # one kernel for all gradients
+            torch._foreach_mul_(grads, scale)
+        else:  # pragma: no cover - torch builds without foreach ops
+            for grad in grads:
+                grad.mul_(scale)
+    return norm
+
+
+def _minibatch_advantages(
+    advantages: torch.Tensor, normalization: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The advantages a mini-batch trains on, and their spread before normalising (near
+    zero: nothing to learn from here)."""
+    std = advantages.std(unbiased=False) if len(advantages) > 1 else advantages.new_zeros(())
+    if normalization == "minibatch":
+        advantages = (advantages - advantages.mean()) / (std + ZERO_STD)
+    return advantages, std
+
+
+def _per_minibatch(parts: list[torch.Tensor], reduce: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """`reduce` (over the last dimension) of each mini-batch's part: one call on them all
+    stacked when the mini-batches have the same size, else one call each."""
+    if len({part.shape for part in parts}) == 1:
+        return reduce(torch.stack(parts))
+    return torch.stack([reduce(part) for part in parts])
+
+
+class _Telemetry:
+    """What is reported per mini-batch, kept as tensors and reduced once, at the end: a
+    dozen small operations per mini-batch would cost more than its gradient step."""
+
+    def __init__(self, clip_range: float) -> None:
+        self.clip_range = clip_range
+        self.scalars: list[torch.Tensor] = []  # policy, value, total loss, adv std, grad norm
+        self.log_ratios: list[torch.Tensor] = []
+        self.log_ps: list[torch.Tensor] = []
+        self.advantages: list[torch.Tensor] = []
+
+    def add(
+        self,
+        surrogate: Surrogate,
+        v_loss: torch.Tensor,
+        loss: torch.Tensor,
+        adv_std: torch.Tensor,
+        grad_norm: torch.Tensor,
+        log_p: torch.Tensor,
+        advantages: torch.Tensor,
+    ) -> None:
+        self.scalars += (
+            surrogate.loss.detach(),
+            v_loss.detach(),
+            loss.detach(),
+            adv_std,
+            grad_norm,
+        )
+        self.log_ratios.append(surrogate.log_ratio)
+        self.log_ps.append(log_p.detach())
+        self.advantages.append(advantages)
+
+    def __len__(self) -> int:
+        return len(self.log_ratios)
+
+    def _ratios(self, start: int = 0) -> torch.Tensor:
+        """(mini-batches, 3): clip fraction, approximate KL, KL divergence."""
+        return _per_minibatch(
+            self.log_ratios[start:],
+            lambda r: torch.stack(ratio_statistics(r, self.clip_range), dim=-1),
+        )
+
+    def approx_kl(self, start: int) -> float:
+        """Mean approximate KL of the mini-batches from `start` on."""
+        return float(self._ratios(start)[:, 1].mean())
+
+    def table(self) -> np.ndarray:
+        """One row per mini-batch, in the `_POLICY`... column order."""
+        with torch.no_grad():
+            losses = torch.stack(self.scalars).reshape(-1, 5)
+            ratios = self._ratios()
+            columns = {
+                _POLICY: losses[:, 0],
+                _VALUE: losses[:, 1],
+                _ENTROPY: _per_minibatch(self.log_ps, lambda p: categorical_entropy(p).mean(-1)),
+                _TOTAL: losses[:, 2],
+                _CLIP: ratios[:, 0],
+                _ADV_MEAN: _per_minibatch(self.advantages, lambda a: a.mean(-1)),
+                _ADV_STD: losses[:, 3],
+                _GRAD: losses[:, 4],
+                _KL: ratios[:, 2],
+                _APPROX: ratios[:, 1],
+            }
+            table = torch.stack([columns[i] for i in range(len(columns))], dim=1)
+        result: np.ndarray = table.double().cpu().numpy()
+        return result
+
+
 def ppo_update(
     network: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
@@ -99,67 +325,61 @@ def ppo_update(
     advantages = batch.advantages
     if config.advantage_normalization == "batch":
         advantages, _ = normalize(advantages)
+    whole = _Columns(
+        batch.features,
+        batch.map,
+        batch.actions,
+        batch.old_log_probs,
+        batch.old_values,
+        advantages,
+        batch.returns,
+    )
     parameters = [p for p in network.parameters() if p.requires_grad]
+    optimizer_step = AdamStep(optimizer, parameters)
     max_norm = config.max_grad_norm if config.max_grad_norm is not None else math.inf
-    rows: list[torch.Tensor] = []
+    size, step = batch.size, config.minibatch_size
+    # One mini-batch holding the whole batch is the same every epoch: it needs no shuffle
+    # (the order of its rows changes nothing) and its advantages are normalised once.
+    whole_batch = step >= size
+    prepared: tuple[torch.Tensor, torch.Tensor] | None = None
+    telemetry = _Telemetry(clip_range)
     epochs_run = 0
     for _epoch in range(config.update_epochs):
         epochs_run += 1
-        order = torch.from_numpy(rng.permutation(batch.size)).to(batch.actions.device)
-        epoch_start = len(rows)
-        for start in range(0, batch.size, config.minibatch_size):
-            index = order[start : start + config.minibatch_size]
-            logits, values = network(
-                batch.features[index], None if batch.map is None else batch.map[index]
-            )
-            new_log_probs, entropy = log_probs_and_entropy(logits, batch.actions[index])
-            minibatch_adv = advantages[index]
-            # the spread before normalising: near zero means nothing to learn from here
-            adv_std = (
-                minibatch_adv.std(unbiased=False) if len(index) > 1 else minibatch_adv.new_zeros(())
-            )
-            if config.advantage_normalization == "minibatch":
-                minibatch_adv = (minibatch_adv - minibatch_adv.mean()) / (adv_std + ZERO_STD)
+        epoch_start = len(telemetry)
+        if whole_batch:
+            epoch = whole
+        else:  # shuffle once per epoch; the mini-batches are then slices
+            epoch = whole.reorder(torch.from_numpy(rng.permutation(size)).to(batch.actions.device))
+        for start in range(0, size, step):
+            mb = epoch if whole_batch else epoch.rows(start, start + step)
+            logits, values = network(mb.features, mb.map)
+            new_log_probs, log_p = action_log_probs(logits, mb.actions)
+            if prepared is None or not whole_batch:
+                prepared = _minibatch_advantages(mb.advantages, config.advantage_normalization)
+            minibatch_adv, adv_std = prepared
             surrogate = clipped_surrogate(
-                new_log_probs, batch.old_log_probs[index], minibatch_adv, clip_range
+                new_log_probs, mb.old_log_probs, minibatch_adv, clip_range
             )
-            v_loss = value_loss(
-                values, batch.old_values[index], batch.returns[index], config.value_clip
-            )
-            mean_entropy = entropy.mean()
-            loss = total_loss(surrogate.loss, v_loss, mean_entropy, config.vf_coef, config.ent_coef)
-            if not bool(torch.isfinite(loss)):
+            v_loss = value_loss(values, mb.old_values, mb.returns, config.value_clip)
+            # without an entropy bonus the entropy is only reported (by the telemetry)
+            entropy = categorical_entropy(log_p).mean() if config.ent_coef else None
+            loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
+            if not math.isfinite(loss.item()):
                 raise DivergedError(
                     f"PPO loss is {float(loss)} (policy {float(surrogate.loss)}, value "
-                    f"{float(v_loss)}) at mini-batch {(start // config.minibatch_size) + 1} "
-                    f"of epoch {epochs_run}"
+                    f"{float(v_loss)}) at mini-batch {(start // step) + 1} of epoch {epochs_run}"
                 )
-            optimizer.zero_grad(set_to_none=True)
+            for parameter in parameters:  # optimizer.zero_grad(set_to_none=True), cheaper
+                parameter.grad = None
             loss.backward()  # type: ignore[no-untyped-call]
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-            optimizer.step()
-            rows.append(
-                torch.stack(
-                    [
-                        surrogate.loss.detach(),
-                        v_loss.detach(),
-                        mean_entropy.detach(),
-                        loss.detach(),
-                        surrogate.clip_fraction,
-                        minibatch_adv.detach().mean(),
-                        adv_std.detach(),
-                        grad_norm.detach(),
-                        surrogate.kl_divergence,
-                        surrogate.approx_kl,
-                    ]
-                )
-            )
-        if config.target_kl is not None:
-            epoch_kl = torch.stack(rows[epoch_start:])[:, _APPROX].mean()
-            if float(epoch_kl) > config.target_kl:
-                break
-    table = torch.stack(rows).double().cpu().numpy()
-    return _summarise(table, epochs_run)
+            grads = [p.grad for p in parameters if p.grad is not None]
+            grad_norm = clip_grad_norm(grads, max_norm)
+            optimizer_step(grads)
+            telemetry.add(surrogate, v_loss, loss, adv_std, grad_norm, log_p, minibatch_adv)
+        if config.target_kl is not None and telemetry.approx_kl(epoch_start) > config.target_kl:
+            break
+    return _summarise(telemetry.table(), epochs_run)
 
 
 def _summarise(table: np.ndarray, epochs_run: int) -> UpdateStats:

@@ -9,13 +9,19 @@ one layer, concatenated). The actor ends in categorical logits, the critic in on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_FUNCTIONS: dict[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: torch.tanh,
+    nn.ReLU: torch.relu,
+}
 
 
 def _linear(inputs: int, outputs: int, gain: float) -> nn.Linear:
@@ -26,13 +32,35 @@ def _linear(inputs: int, outputs: int, gain: float) -> nn.Linear:
     return layer
 
 
-def _mlp(inputs: int, hidden: tuple[int, ...], activation: str) -> tuple[nn.Sequential, int]:
+class MLP(nn.Sequential):
+    """Linear layers, each followed by an activation.
+
+    `forward` calls torch's functions directly instead of each layer module: for a network
+    this small a module call costs about as much as the layer's arithmetic (the results are
+    the same, bit for bit).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                x = functional.linear(x, layer.weight, layer.bias)
+            else:
+                x = _FUNCTIONS[type(layer)](x)
+        return x
+
+
+def _mlp(inputs: int, hidden: tuple[int, ...], activation: str) -> tuple[MLP, int]:
     layers: list[nn.Module] = []
     width = inputs
     for size in hidden:
         layers += [_linear(width, size, math.sqrt(2)), _ACTIVATIONS[activation]()]
         width = size
-    return nn.Sequential(*layers), width
+    return MLP(*layers), width
+
+
+def _head(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` without the module call (see `MLP`)."""
+    return functional.linear(x, layer.weight, layer.bias)
 
 
 class Encoder(nn.Module):
@@ -76,7 +104,7 @@ class PolicyNetwork(nn.Module):
         self.actor_body, actor_width = _mlp(width, spec.hidden_sizes, spec.activation)
         # With a shared trunk the critic reads the actor's hidden stack; it is not registered
         # twice, so the weights file holds each tensor once.
-        self.critic_body: nn.Module | None = None
+        self.critic_body: MLP | None = None
         critic_width = actor_width
         if not spec.shared_trunk:
             self.critic_body, critic_width = _mlp(width, spec.hidden_sizes, spec.activation)
@@ -86,21 +114,20 @@ class PolicyNetwork(nn.Module):
     def forward(
         self, features: torch.Tensor, map_: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = self.encoder(features, map_)
-        actor = self.actor_body(encoded)
-        critic = actor if self.critic_body is None else self.critic_body(encoded)
-        return self.policy_head(actor), self.value_head(critic).squeeze(-1)
+        encoded = self.encoder(features, map_) if self.encoder.has_map else features
+        actor = self.actor_body.forward(encoded)  # `.forward`: no module call (see MLP)
+        critic = actor if self.critic_body is None else self.critic_body.forward(encoded)
+        return _head(self.policy_head, actor), _head(self.value_head, critic).squeeze(-1)
 
     def logits(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
         """Action logits only (skips the critic: behaviour cloning needs no values)."""
-        logits: torch.Tensor = self.policy_head(self.actor_body(self.encoder(features, map_)))
-        return logits
+        encoded = self.encoder(features, map_) if self.encoder.has_map else features
+        return _head(self.policy_head, self.actor_body.forward(encoded))
 
     def value(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
-        encoded = self.encoder(features, map_)
+        encoded = self.encoder(features, map_) if self.encoder.has_map else features
         body = self.actor_body if self.critic_body is None else self.critic_body
-        value: torch.Tensor = self.value_head(body(encoded)).squeeze(-1)
-        return value
+        return _head(self.value_head, body.forward(encoded)).squeeze(-1)
 
 
 def build_network(

@@ -1,0 +1,385 @@
+"""PPO on CartPole-v1 against Stable-Baselines3 at identical settings, and at CleanRL's.
+
+Targets (issue 5), one torch thread for every program, CartPole-v1, 3 seeds, 100k steps:
+
+(a) RL Zoo's CartPole settings (8 envs x 32 steps, batch 256, 20 epochs, gamma 0.98,
+    lambda 0.8, learning rate 1e-3 and clip 0.2 both decaying linearly, no entropy bonus,
+    separate 64x64 tanh actor and critic), run by SB3 and by us:
+    - our training steps/s at least 2 times SB3's (medians);
+    - our median env steps to a greedy 20-episode mean return of 475 (checked every 2,048
+      steps) no more than SB3's.
+(b) CleanRL ppo.py's settings (4 envs x 128 steps, 4 epochs of 4 mini-batches, learning
+    rate 2.5e-4 decaying linearly, entropy 0.01, gamma 0.99, lambda 0.95, clip 0.2, value
+    clipping 0.2, max grad norm 0.5), run by us: at least 8,250 steps/s, three times the
+    2,750 steps/s the issue quotes for CleanRL itself with one thread (CleanRL is not run).
+
+Training time excludes evaluation. SB3's is `learn()`'s wall time less the time its
+evaluation callback spent; ours is the training loop's wall time (telemetry, metrics lines
+and periodic checkpoints included) less the time spent evaluating. Both programs are
+evaluated by the same code (`townlet_core.evaluation.evaluate_policy`, 20 greedy episodes,
+the same evaluation seeds) after every 2,048 steps of training. Each program runs in its own
+subprocess, the programs interleaved seed by seed.
+
+Install the peer first; it is needed only here, not by Townlet:
+
+    .venv/bin/pip install -c constraints/ci.txt stable-baselines3
+    .venv/bin/python benchmarks/ppo_vs_sb3.py [--seeds 3] [--timesteps 100000]
+
+Exit status 0 when every target is met, 1 otherwise (2: SB3 is not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+EVAL_EVERY_STEPS = 2_048
+EVAL_EPISODES = 20
+SOLVED = 475.0
+SPEED_RATIO_TARGET = 2.0
+CLEANRL_QUOTED = 2_750.0  # steps/s the issue quotes for CleanRL's ppo.py, one thread
+CLEANRL_RATIO_TARGET = 3.0
+EVAL_SEED_OFFSET = 1_000_003  # as townlet_strategies_ppo.trainer: never a training reset
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+#: RL Zoo's CartPole-v1 PPO settings: our defaults (only the budget and evaluation set here).
+ZOO_OURS: dict[str, Any] = {
+    "total_timesteps": 100_000,
+    "eval_every": 8,  # updates of 8 x 32 steps: every 2,048 steps
+    "eval_episodes": EVAL_EPISODES,
+    "stop_return": None,  # time the whole budget
+}
+
+#: CleanRL ppo.py's defaults, in our names.
+CLEANRL_OURS: dict[str, Any] = {
+    "total_timesteps": 100_000,
+    "num_envs": 4,
+    "num_steps": 128,
+    "update_epochs": 4,
+    "minibatch_size": 128,
+    "learning_rate": 2.5e-4,
+    "lr_schedule": "linear",
+    "clip_range": 0.2,
+    "clip_schedule": "constant",
+    "value_clip": 0.2,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "eval_every": None,  # one greedy evaluation, at the end
+    "eval_episodes": EVAL_EPISODES,
+    "stop_return": None,
+}
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _greedy_mean_return(policy: Callable[[Any], Any], seed: int) -> float:
+    from townlet_core.evaluation import evaluate_policy
+
+    result = evaluate_policy(
+        "CartPole-v1", policy, episodes=EVAL_EPISODES, seed=seed + EVAL_SEED_OFFSET
+    )
+    return result.mean_return
+
+
+def run_sb3(seed: int, timesteps: int) -> dict[str, Any]:
+    """SB3 PPO at RL Zoo's CartPole settings, evaluated every 2,048 steps."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    _one_thread()
+
+    def linear(start: float) -> Callable[[float], float]:
+        return lambda progress_remaining: progress_remaining * start
+
+    class GreedyEvaluation(BaseCallback):
+        """After every 2,048 steps of training, 20 greedy episodes; times itself."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds = 0.0
+            self.evaluations: list[tuple[int, float]] = []
+
+        def evaluate(self) -> None:
+            started = time.perf_counter()
+            model = self.model
+
+            def greedy(observation: Any) -> Any:
+                return model.predict(observation, deterministic=True)[0]
+
+            self.evaluations.append((model.num_timesteps, _greedy_mean_return(greedy, seed)))
+            self.seconds += time.perf_counter() - started
+
+        def _on_rollout_start(self) -> None:
+            # called before each rollout, i.e. after the previous rollout's training
+            steps = self.model.num_timesteps
+            if steps and steps % EVAL_EVERY_STEPS == 0:
+                self.evaluate()
+
+        def _on_step(self) -> bool:
+            return True
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=linear(1e-3),
+        clip_range=linear(0.2),
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    callback = GreedyEvaluation()
+    started = time.perf_counter()
+    model.learn(total_timesteps=timesteps, callback=callback)
+    train_seconds = time.perf_counter() - started - callback.seconds
+    if not callback.evaluations or callback.evaluations[-1][0] != model.num_timesteps:
+        callback.evaluate()  # the end of training, after the clock stopped
+    return {
+        "steps": model.num_timesteps,
+        "train_seconds": train_seconds,
+        "eval_seconds": callback.seconds,
+        "evaluations": callback.evaluations,
+    }
+
+
+def run_ours(seed: int, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Our PPO in process, the training loop timed less its evaluations."""
+    import townlet_strategies_ppo.plugin
+    from townlet_core import Orchestrator, StrategyRegistry
+    from townlet_core.metrics import read_metrics
+    from townlet_strategies_ppo.trainer import PPOTrainer
+
+    _one_thread()
+    clock = {"run": 0.0, "eval": 0.0}
+    run, evaluate = PPOTrainer.run, PPOTrainer._record_evaluation
+
+    def timed_run(self: PPOTrainer) -> Any:
+        started = time.perf_counter()
+        try:
+            return run(self)
+        finally:
+            clock["run"] += time.perf_counter() - started
+
+    def timed_evaluation(self: PPOTrainer, update: int) -> Any:
+        # the greedy episodes, and the best-so-far checkpoint they may lead to
+        started = time.perf_counter()
+        try:
+            return evaluate(self, update)
+        finally:
+            clock["eval"] += time.perf_counter() - started
+
+    PPOTrainer.run = timed_run  # type: ignore[method-assign]
+    PPOTrainer._record_evaluation = timed_evaluation  # type: ignore[method-assign]
+    registry = StrategyRegistry(discover=False)
+    registry.add_plugin(townlet_strategies_ppo.plugin, distribution="townlet-strategies-ppo")
+    orchestrator = Orchestrator(registry, quiet=True, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        result = orchestrator.run(
+            "ppo",
+            config={"runs_root": str(root / "runs"), "ppo": dict(settings)},
+            seed=seed,
+            run_dir=root / "run",
+        )
+        lines = read_metrics(root / "run" / "metrics.jsonl")
+    per_update = int(settings.get("num_envs", 8)) * int(settings.get("num_steps", 32))
+    evaluations = [
+        (int(line["epoch"]) * per_update, float(line["eval_mean_return"]))
+        for line in lines
+        if "eval_mean_return" in line
+    ]
+    steps = len(lines) * per_update
+    final = getattr(result, "eval_mean_return", None)
+    if final is not None and (not evaluations or evaluations[-1][0] != steps):
+        evaluations.append((steps, float(final)))
+    return {
+        "steps": steps,
+        "train_seconds": clock["run"] - clock["eval"],
+        "eval_seconds": clock["eval"],
+        "loop_seconds": sum(float(line["epoch_duration_sec"]) for line in lines),
+        "evaluations": evaluations,
+    }
+
+
+def worker(program: str, seed: int, timesteps: int) -> dict[str, Any]:
+    if program == "sb3":
+        return run_sb3(seed, timesteps)
+    settings = ZOO_OURS if program == "ours" else CLEANRL_OURS
+    return run_ours(seed, {**settings, "total_timesteps": timesteps})
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def spawn(program: str, seed: int, timesteps: int) -> dict[str, Any]:
+    """Run one program in a fresh interpreter (one thread everywhere); its JSON result."""
+    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")}
+    command = [sys.executable, __file__, "--worker", program, "--seed", str(seed)]
+    command += ["--timesteps", str(timesteps)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"{program} (seed {seed}) failed with exit status {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def first_solved(evaluations: list[list[float]]) -> int | None:
+    return next((int(steps) for steps, mean in evaluations if mean >= SOLVED), None)
+
+
+def machine(sb3_version: str) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"torch {torch.__version__}, stable-baselines3 {sb3_version}, 1 torch thread"
+    )
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _steps_label(steps: int | None) -> str:
+    return f"{steps:,}" if steps is not None else "never"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--timesteps", type=int, default=100_000)
+    parser.add_argument("--worker", choices=("sb3", "ours", "cleanrl"), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.seed, args.timesteps)))
+        return 0
+    try:
+        import stable_baselines3
+    except ImportError:
+        print(
+            "stable-baselines3 is not installed; this benchmark runs it side by side with "
+            "Townlet. Install it with:\n"
+            "    .venv/bin/pip install -c constraints/ci.txt stable-baselines3",
+            file=sys.stderr,
+        )
+        return 2
+    print(machine(stable_baselines3.__version__))
+    print(f"CartPole-v1, {args.timesteps:,} steps, seeds 0..{args.seeds - 1}\n")
+    programs = ("sb3", "ours", "cleanrl")
+    results: dict[str, list[dict[str, Any]]] = {program: [] for program in programs}
+    for seed in range(args.seeds):
+        for program in programs:  # interleaved: drift in machine load hits all alike
+            outcome = spawn(program, seed, args.timesteps)
+            outcome["rate"] = outcome["steps"] / outcome["train_seconds"]
+            outcome["solved_at"] = first_solved(outcome["evaluations"])
+            results[program].append(outcome)
+            print(
+                f"  seed {seed} {program:<8} {outcome['rate']:>8,.0f} steps/s "
+                f"(train {outcome['train_seconds']:.1f} s, eval {outcome['eval_seconds']:.1f} s)"
+                f"  475 at {_steps_label(outcome['solved_at'])}"
+                f"  final {outcome['evaluations'][-1][1]:.1f}",
+                flush=True,
+            )
+
+    sb3, ours, cleanrl = results["sb3"], results["ours"], results["cleanrl"]
+    big = float(args.timesteps * 10)  # a seed that never solves ranks after every other
+
+    def median_solved(runs: list[dict[str, Any]]) -> float:
+        return _median([r["solved_at"] if r["solved_at"] is not None else big for r in runs])
+
+    print("\n(a) RL Zoo settings: 8 envs x 32 steps, batch 256, 20 epochs")
+    print(
+        f"{'seed':>4} {'SB3 steps/s':>12} {'ours steps/s':>13} {'x SB3':>6}"
+        f" {'SB3 to 475':>11} {'ours to 475':>12} {'ours loop-only steps/s':>23}"
+    )
+    for seed, (a, b) in enumerate(zip(sb3, ours, strict=True)):
+        loop = b["steps"] / b["loop_seconds"]
+        print(
+            f"{seed:>4} {a['rate']:>12,.0f} {b['rate']:>13,.0f} {b['rate'] / a['rate']:>6.2f}"
+            f" {_steps_label(a['solved_at']):>11} {_steps_label(b['solved_at']):>12}"
+            f" {loop:>23,.0f}"
+        )
+    sb3_rate, ours_rate = _median([r["rate"] for r in sb3]), _median([r["rate"] for r in ours])
+    sb3_solved, ours_solved = median_solved(sb3), median_solved(ours)
+    speed_ratio = ours_rate / sb3_rate
+    print(
+        f"{'med':>4} {sb3_rate:>12,.0f} {ours_rate:>13,.0f} {speed_ratio:>6.2f}"
+        f" {_steps_label(int(sb3_solved)) if sb3_solved < big else 'never':>11}"
+        f" {_steps_label(int(ours_solved)) if ours_solved < big else 'never':>12}"
+    )
+    speed_met = speed_ratio >= SPEED_RATIO_TARGET
+    solved_met = ours_solved <= sb3_solved and ours_solved < big
+    print(
+        f"  speed: ours {speed_ratio:.2f}x SB3 (target {SPEED_RATIO_TARGET:.0f}x): "
+        f"{'met' if speed_met else 'NOT met'}"
+    )
+    print(
+        f"  sample efficiency: median steps to {SOLVED:.0f}, ours {ours_solved:,.0f} vs SB3 "
+        f"{sb3_solved:,.0f} (target: ours <= SB3): {'met' if solved_met else 'NOT met'}"
+    )
+
+    print("\n(b) CleanRL ppo.py settings: 4 envs x 128 steps, 4 epochs x 4 mini-batches")
+    print(f"{'seed':>4} {'ours steps/s':>13} {'x quoted CleanRL':>17} {'final return':>13}")
+    for seed, run in enumerate(cleanrl):
+        print(
+            f"{seed:>4} {run['rate']:>13,.0f} {run['rate'] / CLEANRL_QUOTED:>17.2f}"
+            f" {run['evaluations'][-1][1]:>13.1f}"
+        )
+    clean_rate = _median([r["rate"] for r in cleanrl])
+    clean_final = _median([r["evaluations"][-1][1] for r in cleanrl])
+    print(
+        f"{'med':>4} {clean_rate:>13,.0f} {clean_rate / CLEANRL_QUOTED:>17.2f} {clean_final:>13.1f}"
+    )
+    clean_met = clean_rate >= CLEANRL_RATIO_TARGET * CLEANRL_QUOTED
+    print(
+        f"  speed: {clean_rate:,.0f} steps/s against CleanRL's quoted {CLEANRL_QUOTED:,.0f} "
+        f"(not measured here; target {CLEANRL_RATIO_TARGET:.0f}x = "
+        f"{CLEANRL_RATIO_TARGET * CLEANRL_QUOTED:,.0f}): {'met' if clean_met else 'NOT met'}"
+    )
+    ok = speed_met and solved_met and clean_met
+    print("\nall targets met" if ok else "\ntarget(s) NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
