@@ -49,3 +49,19 @@ def site_env(tmp_path: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), env.get("PYTHONPATH")]))
     env.pop("TOWNLET_STRICT_PLUGINS", None)
     return env
+
+
+@pytest.fixture
+def townlet(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run `townlet ARGS` in-process; returns (exit code, stdout, stderr).
+
+    Test modules that need plugins or an environment of their own override it.
+    """
+    from townlet_core.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -7,19 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from townlet_core.cli import main
-
 from .data.conftest import FIXTURES, make_arrays, save_sample
-
-
-@pytest.fixture
-def townlet(capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.mark.parametrize("command", [["dataset"], ["dataset", "inspect"], ["dataset", "validate"]])

@@ -8,20 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from townlet_core.cli import main
 from townlet_core.data import ReplayDataset
 
 from .data.test_minari import load, make_cartpole_dataset
-
-
-@pytest.fixture
-def townlet(capsys):
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

@@ -160,21 +160,7 @@ def test_core_alone_then_a_third_party_wheel(wheelhouse, venv, tmp_path):
 
 def test_core_with_the_bc_extra_lists_exactly_bc_and_trains(wheelhouse, venv, tmp_path):
     env = _clean_env(venv)
-    installed = _run(
-        [
-            venv / "bin" / "python",
-            "-m",
-            "pip",
-            "install",
-            "--find-links",
-            wheelhouse,
-            "-c",
-            ROOT / "constraints" / "ci.txt",
-            "townlet-core[bc]",
-        ],
-        env,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+    _install(venv, wheelhouse, env, "townlet-core[bc]")
     townlet = venv / "bin" / "townlet"
     listed = json.loads(_run([townlet, "strategies", "list", "--json"], env).stdout)
     assert [(e["name"], e["distribution"]) for e in listed] == [("bc", "townlet-strategies-bc")]
