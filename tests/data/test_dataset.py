@@ -181,3 +181,21 @@ def test_transition_loader_refuses_mixed_observation_shapes(tmp_path):
 def test_manifest_entry_fields_reach_trajectory_metadata(fixtures_dir):
     trajectory = next(ReplayDataset(fixtures_dir / "bc_idle_v1" / "manifest.json").trajectories())
     assert trajectory.metadata["manifest_accepted"] is True
+
+
+def test_inspecting_a_streamed_dataset_reads_each_sample_once(tmp_path, monkeypatch):
+    import townlet_core.data.dataset as module
+    from townlet_core.data.report import inspect_dataset
+
+    manifest = _manifest(tmp_path, [4, 5, 6])
+    loads = Counter()
+    original = module.read_sample
+
+    def counting(path, meta=None):
+        loads[path.name] += 1
+        return original(path, meta)
+
+    monkeypatch.setattr(module, "read_sample", counting)
+    summary = inspect_dataset(manifest)
+    assert summary["action_dim"] == 3 and summary["baseline_metrics"]["sample_count"] == 3
+    assert sorted(loads.values()) == [1, 1, 1]

@@ -11,7 +11,7 @@ time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,7 @@ class ReplayDataset:
         self.epoch = 0
         self._trajectories: list[Trajectory] | None = None
         self._metrics: list[dict[str, float]] | None = None
+        self._action_dim: int | None = None
         if not streaming:
             self._trajectories = (
                 list(_loaded) if _loaded is not None else [self._load(e) for e in self.entries]
@@ -224,13 +225,28 @@ class ReplayDataset:
             return {k: float(v) for k, v in mapped.items() if isinstance(v, (int, float))}
         return sample_metrics(trajectory)
 
+    def scan(self, visit: Callable[[Trajectory], None] | None = None) -> None:
+        """One pass over every trajectory (each read once, also when streaming) that fills
+        the per-sample metrics and the action count; `visit` sees each trajectory too."""
+        metrics: list[dict[str, float]] = []
+        declared, observed = 0, 0
+        for index, trajectory in enumerate(self.trajectories()):
+            metrics.append(self._metrics_for(index, trajectory))
+            value = trajectory.metadata.get("action_dim")
+            if isinstance(value, (int, float)):
+                declared = max(declared, int(value))
+            observed = max(observed, int(trajectory.actions.max()) + 1)
+            if visit is not None:
+                visit(trajectory)
+        self._metrics = metrics
+        self._action_dim = max(declared, observed)
+
     def sample_metrics(self) -> list[dict[str, float]]:
         """Per-sample metrics: stored in the sidecar, else the capture's metrics file, else
-        computed from the arrays. Each sample is read at most once for this."""
+        computed from the arrays."""
         if self._metrics is None:
-            self._metrics = [
-                self._metrics_for(i, trajectory) for i, trajectory in enumerate(self.trajectories())
-            ]
+            self.scan()
+        assert self._metrics is not None
         return self._metrics
 
     @property
@@ -250,20 +266,12 @@ class ReplayDataset:
 
     @property
     def action_dim(self) -> int:
-        """From the metadata when samples declare it (the original dropped it), else inferred."""
-        declared = [
-            int(t.metadata["action_dim"])
-            for t in self._declared_metadata()
-            if isinstance(t.metadata.get("action_dim"), (int, float))
-        ]
-        observed = max(int(t.actions.max()) for t in self.trajectories()) + 1
-        return max([*declared, observed])
-
-    def _declared_metadata(self) -> Iterator[Trajectory]:
-        if self._trajectories is not None:
-            yield from self._trajectories
-        else:
-            yield from self.trajectories()
+        """From the metadata when samples declare it (the original dropped it), else inferred
+        from the largest action id; the larger when both exist."""
+        if self._action_dim is None:
+            self.scan()
+        assert self._action_dim is not None
+        return self._action_dim
 
     # ------------------------------------------------------------------ splitting
 

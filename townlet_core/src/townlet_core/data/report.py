@@ -17,6 +17,7 @@ from townlet_core.data.manifest import open_source
 from townlet_core.data.npz import read_array_info, read_sample
 from townlet_core.data.schema import check_schema
 from townlet_core.data.stats import aggregate_baseline
+from townlet_core.data.trajectory import Trajectory
 from townlet_core.errors import DataError
 
 
@@ -51,12 +52,15 @@ def inspect_dataset(path: Path | str) -> dict[str, Any]:
     step_rewards: list[np.ndarray] = []
     returns: list[float] = []
     lengths: list[int] = []
-    for trajectory in dataset.trajectories():
+
+    def visit(trajectory: Trajectory) -> None:
         actions.update(trajectory.actions.reshape(-1).tolist())
         rewards = trajectory.rewards.reshape(-1).astype(np.float64)
         step_rewards.append(rewards)
         returns.append(float(rewards.sum()))
         lengths.append(trajectory.timesteps)
+
+    dataset.scan(visit)  # one read of each sample for all of the statistics
     all_rewards = np.concatenate(step_rewards)
     total = sum(actions.values())
     return {
