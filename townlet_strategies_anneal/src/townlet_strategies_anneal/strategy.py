@@ -69,6 +69,7 @@ class AnnealStrategy:
         last_return: float | None = None
         last_bc: dict[str, Any] = {}
         stages: list[AnnealStageResultDTO] = []
+        labels: list[str] = []
         for index, stage in enumerate(ordered(config.schedule)):
             name = stage_name(index, stage)
             label = str(stage.overrides.get("env") or stage.overrides.get("dataset") or "")
@@ -82,6 +83,7 @@ class AnnealStrategy:
             )
             data = result.model_dump(mode="json")
             label = _label(result) or label or stage.strategy
+            labels.append(label)
             known = baselines.setdefault(label, {})
             judgement = judge(
                 data,
@@ -147,7 +149,7 @@ class AnnealStrategy:
             artifacts={"anneal_results": RESULTS_FILE} | ({"checkpoint": final} if final else {}),
             anneal_status=status,
             reasons=reasons,
-            label=_first_label(stages),
+            label=labels[0],
             stages=stages,
             baselines=baselines,
             final_checkpoint=final,
@@ -237,13 +239,3 @@ class AnnealStrategy:
     def _device(stages: list[AnnealStageResultDTO]) -> str:
         devices = [str(s.result.get("device")) for s in stages if s.result.get("device")]
         return devices[-1] if devices else "cpu"
-
-
-def _first_label(stages: list[AnnealStageResultDTO]) -> str:
-    for stage in stages:
-        env = stage.result.get("env_id") or stage.result.get("eval_env")
-        if env:
-            return str(env)
-        if stage.result.get("dataset"):
-            return Path(str(stage.result["dataset"])).stem
-    return "anneal"
