@@ -26,8 +26,8 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
-from townlet_core.data.capture import capture
-from townlet_core.data.experts import expert_for
+from townlet_core.envs.capture import capture
+from townlet_core.envs.experts import expert_for
 
 TARGET = 20_000.0
 ENV_ID = "CartPole-v1"

@@ -16,7 +16,7 @@ Targets (issue 5), one torch thread for every program, CartPole-v1, 3 seeds, 100
 Training time excludes evaluation. SB3's is `learn()`'s wall time less the time its
 evaluation callback spent; ours is the training loop's wall time (telemetry, metrics lines
 and periodic checkpoints included) less the time spent evaluating. Both programs are
-evaluated by the same code (`townlet_core.evaluation.evaluate_policy`, 20 greedy episodes,
+evaluated by the same code (`townlet_core.envs.evaluation.evaluate_policy`, 20 greedy episodes,
 the same evaluation seeds) after every 2,048 steps of training. Each program runs in its own
 subprocess, the programs interleaved seed by seed.
 
@@ -93,7 +93,7 @@ def _one_thread() -> None:
 
 
 def _greedy_mean_return(policy: Callable[[Any], Any], seed: int) -> float:
-    from townlet_core.evaluation import evaluate_policy
+    from townlet_core.envs.evaluation import evaluate_policy
 
     result = evaluate_policy(
         "CartPole-v1", policy, episodes=EVAL_EPISODES, seed=seed + EVAL_SEED_OFFSET
@@ -175,7 +175,7 @@ def run_ours(seed: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Our PPO in process, the training loop timed less its evaluations."""
     import townlet_strategies_ppo.plugin
     from townlet_core import Orchestrator, StrategyRegistry
-    from townlet_core.metrics import read_metrics
+    from townlet_core.runtime.metrics import read_metrics
     from townlet_strategies_ppo.trainer import PPOTrainer
 
     _one_thread()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from townlet_core.plugins import StrategyRegistry
+from townlet_core.runtime.registry import StrategyRegistry
 
 SITE = Path(__file__).parent / "fixtures" / "site"
 

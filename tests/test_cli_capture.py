@@ -10,7 +10,7 @@ import types
 import pytest
 
 from townlet_core.cli import main
-from townlet_core.data.experts import expert_for
+from townlet_core.envs.experts import expert_for
 
 
 @pytest.fixture

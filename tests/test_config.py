@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from townlet_core.config import build_run_config, load_config_file
 from townlet_core.errors import ConfigError
+from townlet_core.runtime.config import build_run_config, load_config_file
 
 
 class Inner(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from townlet_core.guardrails import DEFAULT_GUARDRAILS, Guardrail, check
+from townlet_strategies_anneal.guardrails import DEFAULT_GUARDRAILS, Guardrail, check
 
 
 @pytest.mark.parametrize(

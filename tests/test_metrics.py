@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from townlet_core.metrics import MetricsSink, encode_record, read_metrics
+from townlet_core.runtime.metrics import MetricsSink, encode_record, read_metrics
 
 
 def _lines(path):

@@ -14,8 +14,8 @@ from townlet_core.errors import (
     TorchNotAvailableError,
     UnknownStrategyError,
 )
-from townlet_core.metrics import read_metrics
-from townlet_core.plugins import StrategyRegistry
+from townlet_core.runtime.metrics import read_metrics
+from townlet_core.runtime.registry import StrategyRegistry
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ class _NeedsTorch:
 
 
 def test_torch_strategy_without_torch_names_the_extra(site, tmp_path, monkeypatch):
-    monkeypatch.setattr("townlet_core.torch_guard.torch_available", lambda: False)
+    monkeypatch.setattr("townlet_core.runtime.torch_guard.torch_available", lambda: False)
     registry = StrategyRegistry(discover=False)
     registry.add_plugin(_NeedsTorch())
     with pytest.raises(TorchNotAvailableError) as info:

@@ -13,7 +13,7 @@ from townlet_core.errors import (
     StrategyConflictError,
     UnknownStrategyError,
 )
-from townlet_core.plugins import StrategyRegistry
+from townlet_core.runtime.registry import StrategyRegistry
 
 
 def _by_name(registry: StrategyRegistry) -> dict[str, list]:

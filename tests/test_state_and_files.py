@@ -11,8 +11,8 @@ import pytest
 
 from townlet_core.atomic import atomic_write_json, atomic_write_text
 from townlet_core.errors import ConfigError
-from townlet_core.progress import Progress
-from townlet_core.state import StateStore
+from townlet_core.runtime.progress import Progress
+from townlet_core.runtime.state import StateStore
 
 
 def test_atomic_write_leaves_no_partial_file_when_serialising_fails(tmp_path):
@@ -48,7 +48,7 @@ def test_corrupt_state_file_says_how_to_recover(tmp_path):
 INCREMENT = """
 import sys
 from pathlib import Path
-from townlet_core.state import StateStore
+from townlet_core.runtime.state import StateStore
 store = StateStore(Path(sys.argv[1]))
 for _ in range(int(sys.argv[2])):
     store.update("counter", lambda state: {"n": state.get("n", 0) + 1})

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from townlet_core.errors import ConfigError, UnknownStrategyError
-from townlet_core.metrics import read_metrics
 from townlet_core.promotion import PromotionLedger
+from townlet_core.runtime.metrics import read_metrics
 
 from .conftest import BC, make_orchestrator, ppo
 

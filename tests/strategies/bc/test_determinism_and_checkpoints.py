@@ -179,7 +179,7 @@ def test_missing_dataset_is_named(train_bc, tmp_path):
 
 
 def test_without_torch_the_error_names_the_extra(train_bc, monkeypatch):
-    monkeypatch.setattr("townlet_core.torch_guard.torch_available", lambda: False)
+    monkeypatch.setattr("townlet_core.runtime.torch_guard.torch_available", lambda: False)
     with pytest.raises(TorchNotAvailableError, match=r"pip install 'townlet-core\[bc\]'"):
         train_bc(SMALL)
 

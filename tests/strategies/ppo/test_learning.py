@@ -8,7 +8,7 @@ import math
 import pytest
 
 from townlet_core.dto import TELEMETRY_FIELDS, PPOTrainingResultDTO
-from townlet_core.metrics import read_metrics
+from townlet_core.runtime.metrics import read_metrics
 
 from .conftest import FIXTURES, QUICK
 

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from townlet_core.metrics import read_metrics
 from townlet_core.nn import load_checkpoint
+from townlet_core.runtime.metrics import read_metrics
 from townlet_strategies_ppo import checkpointing
 from townlet_strategies_ppo.telemetry import TIMING_FIELDS
 
@@ -74,7 +74,7 @@ def test_resume_rewinds_lines_logged_after_the_last_checkpoint(train_ppo, tmp_pa
             raise KeyboardInterrupt
         original_log(self, record)
 
-    from townlet_core.metrics import MetricsSink
+    from townlet_core.runtime.metrics import MetricsSink
 
     original_log = MetricsSink.log
     monkeypatch.setattr(MetricsSink, "log", interrupting_log)

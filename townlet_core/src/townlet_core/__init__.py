@@ -14,8 +14,10 @@ from townlet_core.__about__ import ENTRY_POINT_GROUP, STRATEGY_API_VERSION, __ve
 
 if TYPE_CHECKING:
     from townlet_core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from townlet_core.config import RunConfig
-    from townlet_core.context import Services, TrainingContext
+    from townlet_core.contract.context import Services, TrainingContext
+    from townlet_core.contract.hookspecs import hookimpl
+    from townlet_core.contract.spec import StrategySpec
+    from townlet_core.contract.strategy import TrainingStrategy
     from townlet_core.dto import TrainingResultDTO
     from townlet_core.errors import (
         ConfigError,
@@ -24,34 +26,32 @@ if TYPE_CHECKING:
         TownletError,
         UnknownStrategyError,
     )
-    from townlet_core.hookspecs import hookimpl
-    from townlet_core.orchestrator import Orchestrator
-    from townlet_core.plugins import SpecCollector, StrategyRegistry
-    from townlet_core.spec import StrategySpec
-    from townlet_core.strategy import TrainingStrategy
-    from townlet_core.torch_guard import require_torch, torch_available
+    from townlet_core.runtime.config import RunConfig
+    from townlet_core.runtime.orchestrator import Orchestrator
+    from townlet_core.runtime.registry import SpecCollector, StrategyRegistry
+    from townlet_core.runtime.torch_guard import require_torch, torch_available
 
 _EXPORTS = {
     "ConfigError": "townlet_core.errors",
-    "Orchestrator": "townlet_core.orchestrator",
+    "Orchestrator": "townlet_core.runtime.orchestrator",
     "PluginLoadError": "townlet_core.errors",
-    "RunConfig": "townlet_core.config",
-    "Services": "townlet_core.context",
-    "SpecCollector": "townlet_core.plugins",
-    "StrategyRegistry": "townlet_core.plugins",
-    "StrategySpec": "townlet_core.spec",
+    "RunConfig": "townlet_core.runtime.config",
+    "Services": "townlet_core.contract.context",
+    "SpecCollector": "townlet_core.runtime.registry",
+    "StrategyRegistry": "townlet_core.runtime.registry",
+    "StrategySpec": "townlet_core.contract.spec",
     "TorchNotAvailableError": "townlet_core.errors",
     "TownletError": "townlet_core.errors",
-    "TrainingContext": "townlet_core.context",
+    "TrainingContext": "townlet_core.contract.context",
     "TrainingResultDTO": "townlet_core.dto",
-    "TrainingStrategy": "townlet_core.strategy",
+    "TrainingStrategy": "townlet_core.contract.strategy",
     "UnknownStrategyError": "townlet_core.errors",
     "atomic_write_bytes": "townlet_core.atomic",
     "atomic_write_json": "townlet_core.atomic",
     "atomic_write_text": "townlet_core.atomic",
-    "hookimpl": "townlet_core.hookspecs",
-    "require_torch": "townlet_core.torch_guard",
-    "torch_available": "townlet_core.torch_guard",
+    "hookimpl": "townlet_core.contract.hookspecs",
+    "require_torch": "townlet_core.runtime.torch_guard",
+    "torch_available": "townlet_core.runtime.torch_guard",
 }
 
 __all__ = [

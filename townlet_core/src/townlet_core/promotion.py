@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from townlet_core.errors import ConfigError, DataError
-from townlet_core.run_dir import utc_now
+from townlet_core.runtime.run_dir import utc_now
 
 LEDGER_FILE = "promotion.sqlite"
 HISTORY_LIMIT = 200

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from townlet_core.guardrails import DEFAULT_GUARDRAILS, Guardrail
+from townlet_strategies_anneal.guardrails import DEFAULT_GUARDRAILS, Guardrail
 
 
 class Stage(BaseModel):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from townlet_core.dto import AnnealStageResultDTO, AnnealStatus
-from townlet_core.guardrails import Guardrail, check
+from townlet_strategies_anneal.guardrails import Guardrail, check
 
 #: Metrics whose baselines persist across runs (per dataset or environment label).
 PERSISTED_METRICS = ("loss_total", "queue_conflict_events", "queue_conflict_intensity_sum")

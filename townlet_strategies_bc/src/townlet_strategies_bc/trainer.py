@@ -21,10 +21,10 @@ from torch.nn import functional
 from townlet_core import TrainingContext
 from townlet_core.checkpoints import ObservationSpec
 from townlet_core.data import ReplayDataset, TransitionLoader
-from townlet_core.data.capture import capture
 from townlet_core.dto import BCTrainingResultDTO
+from townlet_core.envs.capture import capture
+from townlet_core.envs.evaluation import evaluate_policy
 from townlet_core.errors import DataError
-from townlet_core.evaluation import evaluate_policy
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from townlet_core.dto import TELEMETRY_VERSION
-from townlet_core.guardrails import Guardrail, check
+from townlet_strategies_anneal.guardrails import Guardrail, check
 from townlet_strategies_ppo.update import UpdateStats
 
 #: The eight social event counters; 0 where the data has none.

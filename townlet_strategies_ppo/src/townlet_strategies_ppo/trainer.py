@@ -22,11 +22,11 @@ import torch
 
 from townlet_core import TrainingContext
 from townlet_core.checkpoints import ObservationSpec
-from townlet_core.data.capture import make_vector_env, observation_layout
-from townlet_core.data.policies import action_count
 from townlet_core.dto import PPOTrainingResultDTO
+from townlet_core.envs.evaluation import EvaluationResult, evaluate_policy
+from townlet_core.envs.make import make_vector_env, observation_layout
+from townlet_core.envs.policies import action_count
 from townlet_core.errors import TrainingDivergedError
-from townlet_core.evaluation import EvaluationResult, evaluate_policy
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,

@@ -61,7 +61,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     """Core version, then each installed strategy: metadata only, no plugin is imported."""
     if not value or ctx.resilient_parsing:
         return
-    from townlet_core.plugins import StrategyRegistry
+    from townlet_core.runtime.registry import StrategyRegistry
 
     click.echo(f"townlet-core {__version__}")
     records = StrategyRegistry(warn=lambda _message: None).records()

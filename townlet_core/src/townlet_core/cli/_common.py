@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from townlet_core.plugins import StrategyRegistry
+    from townlet_core.runtime.registry import StrategyRegistry
 
 
 def make_registry(ctx: click.Context, *, quiet_warnings: bool = False) -> StrategyRegistry:
     """The registry for this command, honouring `--strict-plugins`."""
-    from townlet_core.plugins import StrategyRegistry
+    from townlet_core.runtime.registry import StrategyRegistry
 
     root = ctx.find_root()
     strict = bool(root.obj and root.obj.get("strict"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from townlet_core.data.capture import CaptureSummary
+    from townlet_core.envs.capture import CaptureSummary
 
 
 @click.command()
@@ -78,9 +78,9 @@ def capture(
     """
     if (episodes is None) == (steps is None):
         raise click.UsageError("give exactly one of --episodes N or --steps N")
-    from townlet_core.data.capture import capture as run_capture
+    from townlet_core.envs.capture import capture as run_capture
     from townlet_core.errors import RunInterruptedError
-    from townlet_core.progress import Progress, progress_wanted
+    from townlet_core.runtime.progress import Progress, progress_wanted
 
     unit = "episodes" if episodes is not None else "steps"
     progress = Progress(

@@ -36,9 +36,9 @@ def evaluate(
     """Run CHECKPOINT (a checkpoint folder, e.g. RUN_DIR/checkpoint) for N episodes and
     report the mean, std, min and max of return and episode length. Greedy by default."""
     from townlet_core.checkpoints import ObservationSpec, check_compatible, read_info
+    from townlet_core.envs.evaluation import environment_spaces, evaluate_policy
     from townlet_core.errors import ConfigError
-    from townlet_core.evaluation import environment_spaces, evaluate_policy
-    from townlet_core.torch_guard import require_torch
+    from townlet_core.runtime.torch_guard import require_torch
 
     info = read_info(checkpoint)
     env_id = env_id or info.env_id

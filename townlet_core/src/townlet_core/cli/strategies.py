@@ -53,8 +53,8 @@ def list_strategies(ctx: click.Context, as_json: bool, check: bool, show_all: bo
 @click.pass_context
 def show_strategy(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one strategy: summary, provider, requirements and its config schema."""
-    from townlet_core.config import RunSettings
-    from townlet_core.orchestrator import Orchestrator
+    from townlet_core.runtime.config import RunSettings
+    from townlet_core.runtime.orchestrator import Orchestrator
 
     registry = make_registry(ctx)
     spec = registry.resolve(name)

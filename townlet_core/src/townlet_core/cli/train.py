@@ -72,7 +72,7 @@ def train(
     2 for usage, config, data or plugin errors.
     """
     from townlet_core.errors import RunInterruptedError
-    from townlet_core.orchestrator import Orchestrator
+    from townlet_core.runtime.orchestrator import Orchestrator
 
     orchestrator = Orchestrator(make_registry(ctx), quiet=quiet)
     if resume_dir is not None:

@@ -35,7 +35,7 @@ from townlet_core.checkpoints import (
 )
 from townlet_core.errors import DataError
 from townlet_core.nn.network import PolicyNetwork
-from townlet_core.run_dir import utc_now
+from townlet_core.runtime.run_dir import utc_now
 
 
 def _sha256(path: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from townlet_core.data.policies import Observation, PolicyOutput
+from townlet_core.envs.policies import Observation, PolicyOutput
 from townlet_core.nn.checkpoint import load_checkpoint
 from townlet_core.nn.network import PolicyNetwork
 

@@ -22,11 +22,11 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from townlet_core.__about__ import ENTRY_POINT_GROUP
+from townlet_core.contract.spec import StrategySpec, import_object
+from townlet_core.contract.strategy import TrainingStrategy
 from townlet_core.dto import TrainingResultDTO
-from townlet_core.orchestrator import Orchestrator
-from townlet_core.plugins import StrategyRegistry
-from townlet_core.spec import StrategySpec, import_object
-from townlet_core.strategy import TrainingStrategy
+from townlet_core.runtime.orchestrator import Orchestrator
+from townlet_core.runtime.registry import StrategyRegistry
 
 
 class StrategyContract:

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel
 
-from townlet_core.metrics import MetricsSink
-from townlet_core.progress import Progress
-from townlet_core.run_dir import utc_now
-from townlet_core.spec import StrategySpec
+from townlet_core.contract.spec import StrategySpec
+from townlet_core.runtime.metrics import MetricsSink
+from townlet_core.runtime.progress import Progress
+from townlet_core.runtime.run_dir import utc_now
 
 if TYPE_CHECKING:
-    from townlet_core.config import RunConfig
     from townlet_core.dto import TrainingResultDTO
-    from townlet_core.plugins import StrategyRegistry
+    from townlet_core.runtime.config import RunConfig
+    from townlet_core.runtime.registry import StrategyRegistry
 
 
 @dataclass

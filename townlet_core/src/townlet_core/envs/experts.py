@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from townlet_core._suggest import did_you_mean
-from townlet_core.data.policies import Observation, Policy
+from townlet_core.envs.policies import Observation, Policy
 from townlet_core.errors import ConfigError
 
 ExpertFactory = Callable[[], Policy]

@@ -6,8 +6,8 @@ import gymnasium
 import numpy as np
 import pytest
 
-from townlet_core.data import experts as experts_module
-from townlet_core.data.experts import expert_for, experts, register_expert
+from townlet_core.envs import experts as experts_module
+from townlet_core.envs.experts import expert_for, experts, register_expert
 from townlet_core.errors import ConfigError
 
 

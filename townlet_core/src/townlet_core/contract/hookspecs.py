@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from townlet_core.plugins import SpecCollector
+    from townlet_core.runtime.registry import SpecCollector
 
 PROJECT_NAME = "townlet"
 

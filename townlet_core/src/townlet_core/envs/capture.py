@@ -29,7 +29,6 @@ generators; a "random" policy draws from its own stream derived from `seed`.
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections.abc import Mapping
@@ -40,22 +39,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from townlet_core.__about__ import __version__
-from townlet_core._suggest import did_you_mean
-from townlet_core.data.policies import Policy, PolicyOutput, action_count, as_output, resolve_policy
 from townlet_core.data.trajectory import Trajectory, build_trajectory
 from townlet_core.data.writer import DatasetWriter
+from townlet_core.envs.make import make_vector_env, observation_layout
+from townlet_core.envs.policies import Policy, PolicyOutput, action_count, as_output
+from townlet_core.envs.resolve import resolve_policy
 from townlet_core.errors import ConfigError
 
 #: Info keys that are not per-step counters (Gymnasium's own bookkeeping).
 IGNORED_INFO_KEYS = frozenset({"final_obs", "final_info", "episode"})
-#: From this many envs on, an id's native vector env is used instead of SyncVectorEnv. A
-#: native CartPole step costs about the same for 1 or 16 envs, a SyncVectorEnv step grows
-#: with each env: capturing CartPole, the two break even between 4 and 6 envs.
-NATIVE_VECTOR_MIN_ENVS = 5
 
 
 class ProgressLike(Protocol):
-    """What capture needs of a progress display (`townlet_core.progress.Progress` fits)."""
+    """What capture needs of a progress display (`townlet_core.runtime.progress.Progress` fits)."""
 
     def update(self, n: int = 1, **postfix: Any) -> None: ...
 
@@ -117,129 +113,6 @@ class CaptureSummary:
             "transitions_per_second": self.transitions_per_second,
             "path": str(self.path) if self.path is not None else None,
         }
-
-
-# --- environments --------------------------------------------------------------------------
-
-
-def _env_constructor(env_id: str) -> Any:
-    """None for a registered id; the class (or factory) for a `module:Class` entry point."""
-    import gymnasium
-
-    if env_id in gymnasium.registry:
-        return None
-    module_name, colon, attribute = env_id.partition(":")
-    if not colon:
-        suggestion = did_you_mean(env_id, gymnasium.registry.keys())
-        hint = (
-            suggestion
-            if suggestion
-            else "; pass a registered Gymnasium id (e.g. CartPole-v1) or module:Class"
-        )
-        raise ConfigError(f"unknown environment '{env_id}'{hint}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot import environment module '{module_name}' ({exc}); install it or fix "
-            "the module:Class name"
-        ) from exc
-    if attribute in gymnasium.registry:  # "module:Env-v0": importing registered the id
-        return None
-    target = getattr(module, attribute, None)
-    if not callable(target):
-        raise ConfigError(
-            f"'{module_name}' has no environment class '{attribute}'"
-            f"{did_you_mean(attribute, dir(module))}"
-        )
-    return target
-
-
-def make_vector_env(
-    env_id: str, num_envs: int, max_episode_steps: int | None = None
-) -> tuple[Any, str]:
-    """A vector env in NEXT_STEP autoreset mode and how it was built ("native" or "sync")."""
-    import gymnasium
-    from gymnasium.vector import AutoresetMode, SyncVectorEnv
-
-    constructor = _env_constructor(env_id)
-    limit: dict[str, Any] = {}
-    if max_episode_steps is not None:
-        limit["max_episode_steps"] = max_episode_steps
-    try:
-        if constructor is not None:
-            return SyncVectorEnv(
-                [_class_env(constructor, max_episode_steps) for _ in range(num_envs)],
-                copy=False,
-                autoreset_mode=AutoresetMode.NEXT_STEP,
-            ), "sync"
-        registered = env_id.rpartition(":")[2]
-        spec = gymnasium.spec(registered)
-        if spec.vector_entry_point is not None and num_envs >= NATIVE_VECTOR_MIN_ENVS:
-            native = _native_vector_env(registered, num_envs, limit)
-            if native is not None:
-                return native, "native"
-        return gymnasium.make_vec(
-            registered,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"copy": False, "autoreset_mode": AutoresetMode.NEXT_STEP},
-            **limit,
-        ), "sync"
-    except gymnasium.error.Error as exc:
-        raise ConfigError(f"cannot create environment '{env_id}': {exc}") from exc
-
-
-def _native_vector_env(env_id: str, num_envs: int, limit: dict[str, Any]) -> Any:
-    """The id's own vector implementation, or None when it cannot serve this capture."""
-    import gymnasium
-    from gymnasium.vector import AutoresetMode
-
-    try:
-        env = gymnasium.make_vec(
-            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **limit
-        )
-    except (gymnasium.error.Error, TypeError):
-        return None
-    if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
-        env.close()
-        return None
-    return env
-
-
-def _class_env(constructor: Any, max_episode_steps: int | None) -> Any:
-    def make() -> Any:
-        from gymnasium.wrappers import TimeLimit
-
-        env = constructor()
-        return env if max_episode_steps is None else TimeLimit(env, max_episode_steps)
-
-    return make
-
-
-def observation_layout(space: Any, env_id: str) -> dict[str, tuple[int, ...]]:
-    """Per-env shapes of what is recorded: `features` (F,), plus `map` (C, H, W) if any."""
-    from gymnasium import spaces
-
-    if _box_of_rank(space, 1):
-        return {"features": tuple(space.shape)}
-    if isinstance(space, spaces.Dict) and set(space.spaces) <= {"map", "features"}:
-        features: Any = space.spaces.get("features")
-        map_space: Any = space.spaces.get("map")
-        if _box_of_rank(features, 1) and (map_space is None or _box_of_rank(map_space, 3)):
-            layout = {} if map_space is None else {"map": tuple(map_space.shape)}
-            return {**layout, "features": tuple(features.shape)}
-    raise ConfigError(
-        f"environment '{env_id}' has observation space {space}; capture records a flat Box "
-        "(features) or a Dict of 'features' (flat Box) and optionally 'map' (C, H, W Box). "
-        "Wrap the env (e.g. gymnasium.wrappers.FlattenObservation) to fit"
-    )
-
-
-def _box_of_rank(space: Any, rank: int) -> bool:
-    from gymnasium import spaces
-
-    return isinstance(space, spaces.Box) and len(space.shape) == rank
 
 
 # --- recording -----------------------------------------------------------------------------
@@ -547,7 +420,7 @@ def capture(
     """Run `policy` in `num_envs` copies of `env_id` and record trajectories.
 
     `env_id` is a registered Gymnasium id or `module:Class`; `policy` a callable (see
-    `townlet_core.data.policies`) or a spec for `resolve_policy` ("scripted", "random",
+    `townlet_core.envs.policies`) or a spec for `resolve_policy` ("scripted", "random",
     "module:factory"). The budget is exactly one of `episodes` (that many complete
     trajectories) or `steps` (that many transitions in all; an episode still running when
     its env's share runs out is kept with its last step marked truncated and
@@ -677,6 +550,4 @@ __all__ = [
     "CaptureSummary",
     "ProgressLike",
     "capture",
-    "make_vector_env",
-    "observation_layout",
 ]

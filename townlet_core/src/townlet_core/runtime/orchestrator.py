@@ -18,8 +18,9 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from townlet_core.config import RunConfig, build_run_config, load_config_file, validate_section
-from townlet_core.context import Services, TrainingContext
+from townlet_core.contract.context import Services, TrainingContext
+from townlet_core.contract.spec import StrategySpec, import_object
+from townlet_core.contract.strategy import TrainingStrategy
 from townlet_core.dto import TrainingResultDTO
 from townlet_core.errors import (
     ConfigError,
@@ -28,21 +29,25 @@ from townlet_core.errors import (
     StrategyRunError,
     TownletError,
 )
-from townlet_core.metrics import MetricsSink
-from townlet_core.plugins import StrategyRegistry, install_hint
-from townlet_core.progress import Progress, progress_wanted
-from townlet_core.run_dir import (
+from townlet_core.runtime.config import (
+    RunConfig,
+    build_run_config,
+    load_config_file,
+    validate_section,
+)
+from townlet_core.runtime.metrics import MetricsSink
+from townlet_core.runtime.progress import Progress, progress_wanted
+from townlet_core.runtime.registry import StrategyRegistry, install_hint
+from townlet_core.runtime.run_dir import (
     METRICS_FILE,
     RunDirectory,
     command_line,
     package_versions,
     utc_now,
 )
-from townlet_core.seeding import seed_everything
-from townlet_core.spec import StrategySpec, import_object
-from townlet_core.state import STATE_FILE, StateStore
-from townlet_core.strategy import TrainingStrategy
-from townlet_core.torch_guard import require_torch
+from townlet_core.runtime.seeding import seed_everything
+from townlet_core.runtime.state import STATE_FILE, StateStore
+from townlet_core.runtime.torch_guard import require_torch
 
 
 @dataclass

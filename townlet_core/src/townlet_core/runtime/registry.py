@@ -31,6 +31,7 @@ from townlet_core.__about__ import (
     __version__,
 )
 from townlet_core._suggest import did_you_mean
+from townlet_core.contract.spec import StrategySpec
 from townlet_core.errors import (
     IncompatiblePluginError,
     PluginLoadError,
@@ -38,7 +39,6 @@ from townlet_core.errors import (
     TownletError,
     UnknownStrategyError,
 )
-from townlet_core.spec import StrategySpec
 
 PluginStatus = Literal["ok", "broken", "incompatible", "conflict", "disabled"]
 
@@ -176,7 +176,7 @@ class StrategyRegistry:
     ) -> None:
         import pluggy
 
-        from townlet_core.hookspecs import PROJECT_NAME, TownletHookSpecs
+        from townlet_core.contract.hookspecs import PROJECT_NAME, TownletHookSpecs
 
         env = os.environ if environ is None else environ
         self.strict = env_flag(env.get(ENV_STRICT)) if strict is None else strict

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from townlet_core.context import TrainingContext
+    from townlet_core.contract.context import TrainingContext
     from townlet_core.dto import TrainingResultDTO
 
 

@@ -11,17 +11,12 @@ third-party policies free of any framework class.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
-from townlet_core._suggest import did_you_mean
 from townlet_core.errors import ConfigError
 
 #: A batch of observations: one array, or one array per key of a Dict space.
@@ -37,16 +32,6 @@ class PolicyOutput(NamedTuple):
 
 
 Policy: TypeAlias = Callable[[Observation], "np.ndarray | PolicyOutput"]
-
-#: The named policies `resolve_policy` knows besides import strings and paths.
-NAMED_POLICIES = ("scripted", "random")
-_POSITIONAL = (
-    inspect.Parameter.POSITIONAL_ONLY,
-    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    inspect.Parameter.VAR_POSITIONAL,
-)
-_NO_PARAMETERS: tuple[inspect.Parameter, ...] = ()
-_IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def batch_size(observation: Observation) -> int:
@@ -130,72 +115,3 @@ def as_output(result: object, num_envs: int, action_dim: int, name: str) -> Poli
     if actions is output.actions:
         return output
     return PolicyOutput(actions, output.log_probs, output.values)
-
-
-def resolve_policy(spec: str, env_id: str, action_space: Any, seed: int) -> Policy:
-    """Turn a policy spec into a callable: "scripted", "random", "module:factory" or a PATH.
-
-    The one place that routes specs, so a checkpoint loader can fill in the PATH branch.
-    """
-    if spec == "scripted":
-        from townlet_core.data.experts import expert_for
-
-        return expert_for(env_id)
-    if spec == "random":
-        return RandomPolicy(action_count(action_space, env_id), seed)
-    path = Path(spec).expanduser()
-    if _IMPORT_STRING.match(spec) and not path.exists():
-        return _import_policy(spec, env_id)
-    if path.exists() or _looks_like_path(spec):
-        return _checkpoint_policy(spec, path, seed)
-    raise ConfigError(
-        f"unknown policy '{spec}'{did_you_mean(spec, NAMED_POLICIES)} (a policy is scripted, "
-        "random, module:factory or the path of a checkpoint)"
-    )
-
-
-def _looks_like_path(spec: str) -> bool:
-    return "/" in spec or "\\" in spec or spec.startswith(("~", ".")) or Path(spec).suffix != ""
-
-
-def _checkpoint_policy(spec: str, path: Path, seed: int = 0) -> Policy:
-    """A trained policy from a checkpoint folder (greedy); loading weights needs torch."""
-    if not path.exists():
-        raise ConfigError(
-            f"policy checkpoint {spec} does not exist; pass an existing checkpoint, "
-            "'scripted', 'random' or module:factory"
-        )
-    from townlet_core.torch_guard import require_torch
-
-    require_torch(f"Loading the checkpoint policy {spec}", "bc")
-    from townlet_core.nn import TorchPolicy
-
-    return TorchPolicy.from_checkpoint(path, greedy=True, seed=seed)
-
-
-def _import_policy(spec: str, env_id: str) -> Policy:
-    """Import `module:factory` and call it with `env_id` when it takes an argument."""
-    module_name, _, attribute = spec.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"cannot import policy factory '{spec}' ({type(exc).__name__}: {exc}); check the "
-            "module is installed and names the factory"
-        ) from exc
-    if not callable(target):
-        raise ConfigError(f"policy factory '{spec}' is not callable")
-    parameters: Iterable[inspect.Parameter]
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        parameters = _NO_PARAMETERS
-    takes_env = any(p.kind in _POSITIONAL for p in parameters)
-    policy = target(env_id) if takes_env else target()
-    if not callable(policy):
-        raise ConfigError(
-            f"policy factory '{spec}' returned {type(policy).__name__}, not a callable policy"
-        )
-    return policy  # type: ignore[no-any-return]

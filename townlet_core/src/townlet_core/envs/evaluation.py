@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from townlet_core.data.policies import Policy
+from townlet_core.envs.policies import Policy
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def evaluate_policy(
     max_episode_steps: int | None = None,
 ) -> EvaluationResult:
     """Run `episodes` episodes of `policy` and summarise their returns and lengths."""
-    from townlet_core.data.capture import capture
+    from townlet_core.envs.capture import capture
 
     summary = capture(
         env_id,
@@ -78,8 +78,8 @@ def environment_spaces(
 ) -> tuple[dict[str, tuple[int, ...]], int]:
     """The recorded observation layout (`features`, optional `map`) and the number of
     actions of `env_id`, to check a checkpoint against before running it."""
-    from townlet_core.data.capture import make_vector_env, observation_layout
-    from townlet_core.data.policies import action_count
+    from townlet_core.envs.make import make_vector_env, observation_layout
+    from townlet_core.envs.policies import action_count
 
     env, _how = make_vector_env(env_id, 1, max_episode_steps)
     try:

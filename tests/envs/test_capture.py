@@ -13,9 +13,9 @@ import pytest
 from gymnasium import spaces
 
 from townlet_core.data import ReplayDataset
-from townlet_core.data.capture import capture
-from townlet_core.data.experts import expert_for
-from townlet_core.data.policies import Observation, PolicyOutput
+from townlet_core.envs.capture import capture
+from townlet_core.envs.experts import expert_for
+from townlet_core.envs.policies import Observation, PolicyOutput
 from townlet_core.errors import ConfigError, DataError
 
 QUEUE_ENV = "TownletTestQueue-v0"
@@ -295,7 +295,7 @@ def test_interrupted_capture_leaves_a_dataset_of_exactly_the_completed_trajector
             raise KeyboardInterrupt
         return random_policy(observation)  # type: ignore[misc]
 
-    from townlet_core.data.policies import RandomPolicy
+    from townlet_core.envs.policies import RandomPolicy
 
     random_policy = RandomPolicy(3, seed=3)
     out = tmp_path / "interrupted"

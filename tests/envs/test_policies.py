@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from townlet_core.data.experts import ThresholdExpert
-from townlet_core.data.policies import PolicyOutput, RandomPolicy, as_output, resolve_policy
+from townlet_core.envs.experts import ThresholdExpert
+from townlet_core.envs.policies import PolicyOutput, RandomPolicy, as_output
+from townlet_core.envs.resolve import resolve_policy
 from townlet_core.errors import ConfigError, DataError
 
 DISCRETE = spaces.Discrete(3)
