@@ -93,6 +93,7 @@ def test_strategies_list_json_shape(townlet):
         "loaded": False,
         "requires_torch": None,
         "requires_strategies": None,
+        "supports_resume": None,
         "api_version": None,
     }
 

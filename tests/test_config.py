@@ -58,7 +58,7 @@ def test_yaml_toml_and_json_files_give_the_same_config(tmp_path, suffix, text):
 
 def test_no_file_gives_every_default():
     config = _build()
-    assert config.run.seed == 0
+    assert 0 <= config.run.seed < 2**31  # drawn (and recorded by the orchestrator)
     assert config.run.device == "auto"
     assert config.section("toy") == Toy()
 
@@ -225,3 +225,10 @@ def test_snapshot_is_json_ready():
     assert snapshot["toy"]["iterations"] == 4
     assert snapshot["strategy"] == "toy"
     assert snapshot["runs_root"] == "runs"
+
+
+def test_a_run_without_a_seed_draws_a_fresh_one():
+    """Two plain runs are two independent samples, not one repeated (the promotion ledger
+    counts them as two pieces of evidence); the drawn seed is what config.json records."""
+    seeds = {_build().run.seed for _ in range(8)}
+    assert len(seeds) > 1

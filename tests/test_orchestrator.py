@@ -156,8 +156,8 @@ def test_unknown_strategy_fails_before_anything_is_written(orchestrator, tmp_pat
 
 class _NeedsTorch:
     @hookimpl
-    def townlet_register_strategies(self, registry):
-        registry.add(
+    def townlet_register_strategies(self, specs):
+        specs.add(
             StrategySpec(
                 name="ppo",
                 summary="s",
@@ -182,8 +182,6 @@ def test_torch_strategy_without_torch_names_the_extra(site, tmp_path, monkeypatc
 
 
 class _Liar:
-    name = "liar"
-    requires_torch = False
 
     def prepare(self, context, config):
         pass
@@ -194,8 +192,8 @@ class _Liar:
 
 class _LiarPlugin:
     @hookimpl
-    def townlet_register_strategies(self, registry):
-        registry.add(
+    def townlet_register_strategies(self, specs):
+        specs.add(
             StrategySpec(
                 name="liar",
                 summary="s",

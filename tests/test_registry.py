@@ -202,8 +202,8 @@ def test_unknown_strategy_with_nothing_installed():
 
 class _Composite:
     @hookimpl
-    def townlet_register_strategies(self, registry):
-        registry.add(
+    def townlet_register_strategies(self, specs):
+        specs.add(
             StrategySpec(
                 name="meta",
                 summary="composes bc and ppo",
@@ -230,8 +230,8 @@ def test_in_process_plugin_conflicting_with_an_installed_one(make_registry):
 
     class Shadow:
         @hookimpl
-        def townlet_register_strategies(self, registry):
-            registry.add(StrategySpec(name="good", summary="s", config_model="a:B", factory="a:C"))
+        def townlet_register_strategies(self, specs):
+            specs.add(StrategySpec(name="good", summary="s", config_model="a:B", factory="a:C"))
 
     registry.add_plugin(Shadow(), distribution="shadow")
     with pytest.raises(StrategyConflictError, match=r"good-strategy 1\.0\.0 and shadow 0"):

@@ -112,8 +112,6 @@ def test_missing_and_malformed_checkpoints(tmp_path, train_bc):
 class _WarmStartComposer:
     """A composing strategy with one stage: bc, warm-started from a given checkpoint."""
 
-    name = "warm"
-    requires_torch = False
 
     def prepare(self, context, config):
         pass
@@ -124,7 +122,7 @@ class _WarmStartComposer:
             {"learning_rate": 1e-12, "epochs": 1},
             stage="01-bc",
             warm_start=Path(config.checkpoint),
-        ).model_copy(update={"strategy": "warm"})
+        ).model_copy(update={"strategy": "warm", "checkpoint": "stages/01-bc/checkpoint"})
 
 
 class WarmConfig(BaseModel):
@@ -134,8 +132,8 @@ class WarmConfig(BaseModel):
 
 class _WarmPlugin:
     @hookimpl
-    def townlet_register_strategies(self, registry):
-        registry.add(
+    def townlet_register_strategies(self, specs):
+        specs.add(
             StrategySpec(
                 name="warm",
                 summary="warm start test",

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from townlet_core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
     from townlet_core.contract.context import Services, TrainingContext
     from townlet_core.contract.hookspecs import hookimpl
-    from townlet_core.contract.spec import StrategySpec
+    from townlet_core.contract.spec import SpecCollector, StrategySpec
     from townlet_core.contract.strategy import TrainingStrategy
     from townlet_core.dto import TrainingResultDTO
     from townlet_core.errors import (
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     )
     from townlet_core.runtime.config import RunConfig
     from townlet_core.runtime.orchestrator import Orchestrator
-    from townlet_core.runtime.registry import SpecCollector, StrategyRegistry
+    from townlet_core.runtime.registry import StrategyRegistry
     from townlet_core.runtime.torch_guard import require_torch, torch_available
 
 _EXPORTS = {
@@ -37,7 +37,7 @@ _EXPORTS = {
     "PluginLoadError": "townlet_core.errors",
     "RunConfig": "townlet_core.runtime.config",
     "Services": "townlet_core.contract.context",
-    "SpecCollector": "townlet_core.runtime.registry",
+    "SpecCollector": "townlet_core.contract.spec",
     "StrategyRegistry": "townlet_core.runtime.registry",
     "StrategySpec": "townlet_core.contract.spec",
     "TorchNotAvailableError": "townlet_core.errors",

@@ -1,9 +1,9 @@
 """One metrics line per update, in the original Townlet trainer's vocabulary (version 1.2).
 
 The always-present keys come first in the original's order; `baseline_*` follow when the
-data has baseline metrics, `conflict.*` when it has conflict features, `anneal_*` only
-inside an anneal stage, and then what live training adds (episode returns, explained
-variance, approximate KL, speed).
+data has baseline metrics, `conflict.*` when it has conflict features, and then what live
+training adds (episode returns, explained variance, approximate KL, speed). A composing
+strategy adds its own fields to each line (anneal's `anneal_*`), PPO knows nothing of them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from townlet_core.dto import TELEMETRY_VERSION
-from townlet_strategies_anneal.guardrails import Guardrail, check
 from townlet_strategies_ppo.update import UpdateStats
 
 #: The eight social event counters; 0 where the data has none.
@@ -80,7 +79,6 @@ def record(
     counters: Mapping[str, float],
     baseline: Mapping[str, float],
     conflict: Mapping[str, float],
-    anneal: Mapping[str, Any],
     live: Mapping[str, Any],
 ) -> dict[str, Any]:
     line: dict[str, Any] = {
@@ -116,14 +114,9 @@ def record(
         **counter_fields(counters),
         **baseline_fields(baseline),
         **{f"conflict.{key}_avg": float(value) for key, value in conflict.items()},
-        **{key: value for key, value in anneal.items() if key.startswith("anneal_")},
         "approx_kl": stats.approx_kl,
         **live,
     }
-    if "_guardrails" in anneal:  # inside an anneal stage: the flags, line by line
-        guardrails = [Guardrail.model_validate(g) for g in anneal["_guardrails"]]
-        for flag, fired in check(guardrails, line, anneal.get("_baselines", {})).items():
-            line[f"anneal_{flag}_flag"] = fired
     return line
 
 

@@ -339,7 +339,6 @@ class PPOTrainer:
                     counters=counters,
                     baseline=self.replay.baseline if self.replay is not None else {},
                     conflict=self.replay.conflict if self.replay is not None else {},
-                    anneal=context.extras.get("anneal", {}),
                     live=live,
                 )
                 if (update + 1) % config.log_frequency == 0:

@@ -10,9 +10,9 @@ from townlet_core import SpecCollector, StrategySpec, hookimpl
 
 
 @hookimpl
-def townlet_register_strategies(registry: SpecCollector) -> None:
+def townlet_register_strategies(specs: SpecCollector) -> None:
     """Add the `cem` strategy."""
-    registry.add(
+    specs.add(
         StrategySpec(
             name="cem",
             summary=(

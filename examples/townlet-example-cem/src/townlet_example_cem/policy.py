@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from townlet_core import atomic_write_bytes
+from townlet_core import ConfigError, atomic_write_bytes
 from townlet_example_cem.envs import EnvShape
 
 FloatArray = NDArray[np.float64]
@@ -65,3 +65,25 @@ def save_policy(path: Path, policy: LinearPolicy, **extra: Any) -> None:
         **extra,
     )
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_policy_vector(path: Path, shape: EnvShape) -> FloatArray:
+    """The flat parameter vector of a saved policy (a warm start), checked against `shape`.
+
+    Read with `allow_pickle=False`: a policy file never runs code when it is read.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            weights, bias = np.asarray(data["weights"]), np.asarray(data["bias"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"{path}: not a cem policy file ({exc}); cem warm-starts only from the "
+            "policy.npz another cem run saved"
+        ) from exc
+    if weights.shape != (shape.n_actions, shape.obs_dim) or bias.shape != (shape.n_actions,):
+        raise ConfigError(
+            f"{path}: policy for {weights.shape[0]} actions x {weights.shape[-1]} inputs, but "
+            f"this environment has {shape.n_actions} actions x {shape.obs_dim} inputs"
+        )
+    vector: FloatArray = np.concatenate([weights.ravel(), bias]).astype(np.float64)
+    return vector

@@ -9,7 +9,7 @@ from __future__ import annotations
 from townlet_core import TrainingContext
 from townlet_example_cem.config import CEMConfig
 from townlet_example_cem.envs import make_env
-from townlet_example_cem.policy import save_policy
+from townlet_example_cem.policy import load_policy_vector, save_policy
 from townlet_example_cem.result import CEMResultDTO
 from townlet_example_cem.rollout import evaluate
 from townlet_example_cem.training import evaluation_seeds, search
@@ -20,14 +20,13 @@ POLICY_FILE = "policy.npz"
 class CEMStrategy:
     """Cross-entropy method on a linear policy for discrete-action Gymnasium tasks."""
 
-    name = "cem"
-    requires_torch = False
-
     def prepare(self, context: TrainingContext, config: CEMConfig) -> None:
-        """Fail before anything is written if the environment is unknown or its spaces do
-        not fit."""
-        env, _shape = make_env(config.env_id, config.max_episode_steps)
+        """Fail before anything is written if the environment is unknown, its spaces do not
+        fit, or the warm start is not a cem policy for them."""
+        env, shape = make_env(config.env_id, config.max_episode_steps)
         env.close()
+        if context.warm_start is not None:
+            load_policy_vector(context.warm_start, shape)
 
     def run(self, context: TrainingContext, config: CEMConfig) -> CEMResultDTO:
         """Search, evaluate greedily, save `policy.npz` and return the result."""
@@ -53,6 +52,7 @@ class CEMStrategy:
             **context.run_fields(device="cpu"),
             status="failed" if status_reason else "succeeded",
             status_reason=status_reason,
+            checkpoint=POLICY_FILE,
             artifacts={"policy": POLICY_FILE},
             env_id=config.env_id,
             iterations_run=outcome.iterations_run,

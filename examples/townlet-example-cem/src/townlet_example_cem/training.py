@@ -14,7 +14,7 @@ from townlet_core import TrainingContext
 from townlet_example_cem.cem import FloatArray, GaussianSearch, elite_count
 from townlet_example_cem.config import CEMConfig
 from townlet_example_cem.envs import Env, EnvShape
-from townlet_example_cem.policy import LinearPolicy, parameter_count
+from townlet_example_cem.policy import LinearPolicy, load_policy_vector, parameter_count
 from townlet_example_cem.rollout import run_episodes
 
 #: Training episodes are seeded below this, evaluation episodes from it upwards, so the
@@ -50,6 +50,8 @@ def search(env: Env, shape: EnvShape, config: CEMConfig, context: TrainingContex
     """Run up to `config.iterations` CEM iterations; log one metrics record per iteration."""
     rng = context.services.rng
     distribution = GaussianSearch(parameter_count(shape), config.initial_std)
+    if context.warm_start is not None:  # a composing strategy handed on a policy: start there
+        distribution.mean = load_policy_vector(context.warm_start, shape)
     n_elite = elite_count(config.population, config.elite_fraction)
     extra_std = config.extra_std
     env_steps, best_return, elite_mean = 0, -np.inf, -np.inf

@@ -20,7 +20,8 @@ def strategies() -> None:
 @click.option(
     "--check",
     is_flag=True,
-    help="Import every plugin, mark broken or incompatible ones, exit 1 if any.",
+    help="Import every plugin and what its spec names (config model, run, factory), mark "
+    "broken or incompatible ones, exit 1 if any.",
 )
 @click.option("--all", "show_all", is_flag=True, help="Include disabled plugins.")
 @click.pass_context
@@ -31,7 +32,7 @@ def list_strategies(ctx: click.Context, as_json: bool, check: bool, show_all: bo
     """
     registry = make_registry(ctx, quiet_warnings=True)
     if check:
-        registry.load_all()
+        registry.load_all(check_imports=True)
     records = registry.records(include_disabled=show_all)
     if as_json:
         click.echo(json.dumps([record.as_dict() for record in records], indent=2))
@@ -54,17 +55,16 @@ def list_strategies(ctx: click.Context, as_json: bool, check: bool, show_all: bo
 def show_strategy(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one strategy: summary, provider, requirements and its config schema."""
     from townlet_core.runtime.config import RunSettings
-    from townlet_core.runtime.orchestrator import Orchestrator
 
     registry = make_registry(ctx)
     spec = registry.resolve(name)
-    record = next(r for r in registry.records() if r.name == name)
-    model = Orchestrator(registry)._resolve(spec).config_model
+    record = registry.record_of(name)
+    model = registry.config_model(name)
     schema = model.model_json_schema()
     info: dict[str, Any] = {
         **record.as_dict(),
-        "config_model": spec.config_model,
-        "factory": spec.factory,
+        **spec.import_strings(),
+        "supports_resume": spec.supports_resume,
         "config_schema": schema,
     }
     if as_json:
@@ -74,6 +74,7 @@ def show_strategy(ctx: click.Context, name: str, as_json: bool) -> None:
     click.echo(f"  distribution:        {record.distribution} {record.version}")
     click.echo(f"  entry point:         {record.entry_point}")
     click.echo(f"  requires torch:      {'yes' if spec.requires_torch else 'no'}")
+    click.echo(f"  resumes stopped run: {'yes' if spec.supports_resume else 'no'}")
     requires = ", ".join(spec.requires_strategies) or "none"
     click.echo(f"  requires strategies: {requires}")
     click.echo(f"\nConfig section '{spec.name}' (set with --set {spec.name}.FIELD=VALUE):")

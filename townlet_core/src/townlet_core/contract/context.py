@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -19,7 +19,6 @@ from townlet_core.runtime.run_dir import utc_now
 if TYPE_CHECKING:
     from townlet_core.dto import TrainingResultDTO
     from townlet_core.runtime.config import RunConfig
-    from townlet_core.runtime.registry import StrategyRegistry
 
 
 @dataclass
@@ -30,6 +29,31 @@ class Services:
     rng: np.random.Generator
     #: `progress(total, desc)` gives a progress display (silent when quiet or not a TTY).
     progress: Callable[[int | None, str], Progress]
+
+
+#: What a composing strategy may add to each metrics line of a stage (its own fields).
+Annotator = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+class Stages(Protocol):
+    """How a run composes other strategies by name (implemented by
+    `townlet_core.runtime.composition.StageRunner`, which runs each stage as a child run)."""
+
+    def run(
+        self,
+        parent: TrainingContext,
+        name: str,
+        overrides: Mapping[str, Any],
+        *,
+        stage: str,
+        warm_start: Path | None,
+        extras: Mapping[str, Any],
+        annotate: Annotator | None,
+    ) -> TrainingResultDTO: ...
+
+    def check(
+        self, parent: TrainingContext, name: str, overrides: Mapping[str, Any], *, stage: str
+    ) -> BaseModel: ...
 
 
 @dataclass
@@ -45,24 +69,23 @@ class TrainingContext:
     #: The device the user asked for (auto, cpu, cuda, cuda:N, mps).
     device: str
     run_dir: Path
-    #: The registry, for composing other strategies by name (see `run_strategy`).
-    registry: StrategyRegistry
     metrics: MetricsSink
     services: Services
     #: State carried across runs for this strategy; the orchestrator saves it after the run.
     state: dict[str, Any]
+    #: Runs other strategies as stages of this one (see `run_strategy`).
+    stages: Stages
     started_at: datetime = field(default_factory=utc_now)
-    #: A checkpoint to start from, when a composing strategy passed one (a warm start).
+    #: A checkpoint to start from, when a composing strategy passed one (a warm start). A
+    #: strategy that cannot use it must raise a ConfigError saying so, never ignore it.
     warm_start: Path | None = None
-    #: Free-form values a composing strategy hands to a stage (e.g. the anneal context).
+    #: Free-form values a composing strategy hands to a stage.
     extras: dict[str, Any] = field(default_factory=dict)
     parent: TrainingContext | None = None
     #: True when `townlet train --resume` continues this run in its existing directory.
     resume: bool = False
     #: Print an informational line (stderr; silent with --quiet), e.g. the device chosen.
     log: Callable[[str], None] = field(default=lambda _message: None, repr=False)
-    _run_child: Callable[..., TrainingResultDTO] | None = field(default=None, repr=False)
-    _check_child: Callable[..., BaseModel] | None = field(default=None, repr=False)
 
     @property
     def strategy(self) -> str:
@@ -99,27 +122,31 @@ class TrainingContext:
         stage: str,
         warm_start: Path | None = None,
         extras: Mapping[str, Any] | None = None,
+        annotate: Annotator | None = None,
     ) -> TrainingResultDTO:
         """Run another strategy by name as a stage of this run.
 
         Its config is the run config's section for `name` updated with `overrides` and
         validated by that strategy's own model. It runs in `run_dir/stages/STAGE/` with its
-        own metrics and result files, and its result DTO is returned.
+        own metrics and result files, and its result DTO is returned; the stage's policy is
+        `result.checkpoint` (relative to `run_dir/stages/STAGE/`). `annotate(line)` returns
+        fields this run adds to every metrics line the stage writes (anneal's `anneal_*`).
         """
-        if self._run_child is None:  # pragma: no cover - contexts always come from the orchestrator
-            raise RuntimeError("this context was not created by an Orchestrator")
-        return self._run_child(
-            self, name, dict(overrides or {}), stage, warm_start, dict(extras or {})
+        return self.stages.run(
+            self,
+            name,
+            dict(overrides or {}),
+            stage=stage,
+            warm_start=warm_start,
+            extras=dict(extras or {}),
+            annotate=annotate,
         )
 
     def check_strategy(
         self, name: str, overrides: Mapping[str, Any] | None = None, *, stage: str = "check"
     ) -> BaseModel:
         """Validate, without running, what `run_strategy(name, overrides)` would run: the
-        strategy is installed (else UnknownStrategyError with its install hint) and its
-        config with these overrides is valid (else ConfigError). Returns that config."""
-        if (
-            self._check_child is None
-        ):  # pragma: no cover - contexts always come from the orchestrator
-            raise RuntimeError("this context was not created by an Orchestrator")
-        return self._check_child(self, name, dict(overrides or {}), stage)
+        strategy is installed (else UnknownStrategyError with its install hint), loadable
+        (torch present if it needs it) and its config with these overrides is valid (else
+        ConfigError). Returns that config."""
+        return self.stages.check(self, name, dict(overrides or {}), stage=stage)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from townlet_core.runtime.registry import SpecCollector
+    from townlet_core.contract.spec import SpecCollector
 
 PROJECT_NAME = "townlet"
 
@@ -26,8 +26,8 @@ class TownletHookSpecs:
     """Hook specifications of the `townlet` plugin project."""
 
     @hookspec
-    def townlet_register_strategies(self, registry: SpecCollector) -> None:
-        """Add this plugin's strategies with `registry.add(StrategySpec(...))`.
+    def townlet_register_strategies(self, specs: SpecCollector) -> None:
+        """Add this plugin's strategies with `specs.add(StrategySpec(...))`.
 
         .. versionadded:: 0.1
         """

@@ -44,8 +44,9 @@ class AnnealSummaryDTO(TrainingResultDTO):
     reasons: list[str] = Field(default_factory=list, description="e.g. loss_flag_cycle_1.")
     label: str = Field(description="Dataset or environment label the baselines belong to.")
     stages: list[AnnealStageResultDTO]
-    baselines: dict[str, dict[str, float | None]] = Field(default_factory=dict)
-    final_checkpoint: str | None = Field(None, description="Last accepted checkpoint (copied).")
+    baselines: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="Baselines by label, then stage strategy, then metric."
+    )
     final_eval_mean_return: float | None = None
     promotion: dict[str, Any] = Field(default_factory=dict, description="Ledger snapshot.")
 
@@ -70,18 +71,23 @@ class AnnealSummaryDTO(TrainingResultDTO):
             if fired:
                 parts.append(f"flags: {', '.join(fired)}")
             lines.append(", ".join(parts))
-        if self.final_checkpoint:
+        if self.checkpoint:
             returned = (
                 f" (greedy mean return {self.final_eval_mean_return:.1f})"
                 if self.final_eval_mean_return is not None
                 else ""
             )
-            lines.append(f"  final policy: {self.final_checkpoint}{returned}")
+            lines.append(f"  final policy: {self.checkpoint}{returned}")
         promotion = self.promotion
         if promotion:
+            note = ""
+            if promotion.get("refused"):
+                note = f" (this {self.anneal_status} not counted: {promotion['refused']})"
+            elif promotion.get("repeat_of"):
+                note = f" (this PASS repeats {promotion['repeat_of']}: not counted)"
             lines.append(
-                f"  promotion: {promotion.get('state')}, pass streak "
-                f"{promotion.get('pass_streak')} of {promotion.get('required_passes')}, "
-                f"candidate ready: {'yes' if promotion.get('candidate_ready') else 'no'}"
+                f"  promotion [{promotion.get('lineage')}]: {promotion.get('state')}, pass "
+                f"streak {promotion.get('pass_streak')} of {promotion.get('required_passes')}, "
+                f"candidate ready: {'yes' if promotion.get('candidate_ready') else 'no'}{note}"
             )
         return lines

@@ -35,6 +35,13 @@ class TrainingResultDTO(BaseModel):
     started_at: datetime = Field(description="When the run started (UTC).")
     finished_at: datetime = Field(description="When the run finished (UTC).")
     duration_sec: float = Field(ge=0, description="Wall time of the run in seconds.")
+    checkpoint: str | None = Field(
+        None,
+        description="The policy checkpoint this run produced, relative to the run directory "
+        "(a townlet-checkpoint folder for torch strategies, any file or folder otherwise); "
+        "None when it produced none. A composing strategy (anneal) hands it on as the next "
+        "stage's warm start and the promotion ledger records it as the candidate.",
+    )
     artifacts: dict[str, str] = Field(
         default_factory=dict,
         description="Files the run produced, by role, as paths relative to the run directory.",

@@ -33,7 +33,6 @@ class BCTrainingResultDTO(TrainingResultDTO):
     samples: int = Field(ge=0, description="Training transitions.")
     val_samples: int = Field(0, ge=0, description="Validation transitions.")
     action_dim: int = Field(gt=0)
-    checkpoint: str = Field(description="Checkpoint folder, relative to the run directory.")
     eval_env: str | None = None
     eval_episodes: int | None = Field(None, gt=0)
     eval_mean_return: float | None = None

@@ -92,7 +92,6 @@ class PPOTrainingResultDTO(TrainingResultDTO):
     env_steps: int = Field(0, ge=0, description="Environment steps of the run (live mode).")
     stopped_early: bool = Field(False, description="Stopped on reaching stop_return.")
     resumed_from_update: int | None = Field(None, ge=0)
-    checkpoint: str = Field(description="Final checkpoint folder (relative to the run dir).")
     best_checkpoint: str | None = None
     best_eval_mean_return: float | None = None
     eval_episodes: int | None = Field(None, gt=0)

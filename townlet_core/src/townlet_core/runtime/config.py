@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -27,6 +28,11 @@ from townlet_core.errors import ConfigError
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def draw_seed() -> int:
+    """A fresh seed for a run started without one (recorded, so the run can be repeated)."""
+    return secrets.randbelow(2**31)
 
 
 class MetricsSettings(BaseModel):
@@ -45,7 +51,12 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: str | None = Field(None, description="Strategy to run (`--strategy` wins).")
-    seed: int = Field(0, ge=0, description="Seeds Python, NumPy and (in torch strategies) torch.")
+    seed: int = Field(
+        default_factory=draw_seed,
+        ge=0,
+        description="Seeds Python, NumPy and (in torch strategies) torch. Unset: a seed is drawn "
+        "and recorded in config.json, so two plain runs are two independent samples.",
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     run_dir: Path | None = Field(None, description="Run directory; default RUNS_ROOT/NAME-TIME.")
     runs_root: Path = Field(Path("runs"), description="Where run directories are created.")
@@ -269,18 +280,28 @@ def build_run_config(
     data: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     explicit: Mapping[str, Any] | None = None,
+    optional_section: Callable[[str], type[BaseModel] | None] | None = None,
 ) -> RunConfig:
     """Merge file (or mapping), overrides and explicit options, and validate everything.
 
     Precedence, lowest first: defaults, the file or `data`, `--set` overrides, then
     `explicit` options (`--seed`, `--device`, `--run-dir`). `section_models` maps each
-    strategy involved (the one run and those it composes) to its config model.
+    strategy involved (the one run and those it requires) to its config model;
+    `optional_section(key)` gives the model of another top-level section the config names
+    (an installed strategy a composing strategy may run as a stage), or None.
     """
     section_models = dict(section_models or {})
     source = str(file) if file is not None else ("config mapping" if data else "defaults")
     raw: dict[str, Any] = dict(load_config_file(file)) if file is not None else {}
     if data:
         raw.update(data)
+    if optional_section is not None:
+        named = [*raw, *(o.partition("=")[0].partition(".")[0].strip() for o in overrides)]
+        for key in named:
+            if key not in section_models and key not in RunSettings.model_fields:
+                model = optional_section(key)
+                if model is not None:
+                    section_models[key] = model
     schema: dict[str, Any] = {
         name: info.annotation for name, info in RunSettings.model_fields.items()
     }
@@ -318,3 +339,18 @@ def build_run_config(
     return RunConfig(
         run=run, strategy=strategy, sections=sections, source=source, overrides=tuple(overrides)
     )
+
+
+def strategy_from_config(data: Mapping[str, Any] | None, file: Path | None) -> str:
+    """The `strategy` a config names, needed before its sections can be validated."""
+    source: Mapping[str, Any] = (
+        data if data is not None else (load_config_file(file) if file else {})
+    )
+    name = source.get("strategy")
+    if not name:
+        raise ConfigError(
+            "no strategy given: pass --strategy NAME or set 'strategy' in the config file"
+        )
+    if not isinstance(name, str):
+        raise ConfigError(f"{file or 'config'}: strategy: must be a strategy name, got {name!r}")
+    return name

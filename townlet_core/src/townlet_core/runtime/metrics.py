@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -45,7 +45,15 @@ def rotated_path(path: Path, index: int) -> Path:
 class MetricsSink:
     """Append metrics records to `path` as JSON lines."""
 
-    def __init__(self, path: Path, *, rotate_after: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rotate_after: int | None = None,
+        annotate: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """`annotate(record)` returns fields added to every record (a composing strategy's
+        view of its stage, e.g. anneal's `anneal_*` fields and guardrail flags)."""
         if rotate_after is not None and rotate_after < 1:
             raise ValueError("rotate_after must be at least 1")
         self.path = path
@@ -57,6 +65,7 @@ class MetricsSink:
         self._lines = _count_lines(current) if current.exists() else 0
         self._handle: IO[str] | None = None
         self.records_written = 0
+        self._annotate = annotate
 
     @property
     def files(self) -> list[Path]:
@@ -65,6 +74,8 @@ class MetricsSink:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Write one record now (the line is flushed before this returns)."""
+        if self._annotate is not None:
+            record = {**record, **self._annotate(dict(record))}
         if self.rotate_after is not None and self._lines >= self.rotate_after:
             self._close_handle()
             self._index += 1

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from townlet_core.__about__ import (
     CORE_DISTRIBUTION,
@@ -31,7 +31,8 @@ from townlet_core.__about__ import (
     __version__,
 )
 from townlet_core._suggest import did_you_mean
-from townlet_core.contract.spec import StrategySpec
+from townlet_core.contract.spec import SpecCollector, StrategySpec, import_object
+from townlet_core.contract.strategy import FunctionStrategy, TrainingStrategy
 from townlet_core.errors import (
     IncompatiblePluginError,
     PluginLoadError,
@@ -39,6 +40,10 @@ from townlet_core.errors import (
     TownletError,
     UnknownStrategyError,
 )
+from townlet_core.runtime.torch_guard import require_torch
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 PluginStatus = Literal["ok", "broken", "incompatible", "conflict", "disabled"]
 
@@ -115,23 +120,9 @@ class PluginRecord:
             "loaded": spec is not None,
             "requires_torch": spec.requires_torch if spec else None,
             "requires_strategies": list(spec.requires_strategies) if spec else None,
+            "supports_resume": spec.supports_resume if spec else None,
             "api_version": spec.api_version if spec else None,
         }
-
-
-class SpecCollector:
-    """What a `townlet_register_strategies` implementation receives as `registry`."""
-
-    def __init__(self) -> None:
-        self.specs: list[StrategySpec] = []
-
-    def add(self, spec: StrategySpec) -> None:
-        """Register one strategy. Call once per strategy the plugin provides."""
-        if not isinstance(spec, StrategySpec):
-            raise TypeError(f"registry.add() takes a StrategySpec, got {type(spec).__name__}")
-        if any(existing.name == spec.name for existing in self.specs):
-            raise ValueError(f"strategy {spec.name!r} registered twice by one plugin")
-        self.specs.append(spec)
 
 
 def _core_conflict(dist: metadata.Distribution) -> str | None:
@@ -155,6 +146,46 @@ def _core_conflict(dist: metadata.Distribution) -> str | None:
         if not compatible:
             return f"requires {CORE_DISTRIBUTION}{requirement.specifier}; installed {__version__}"
     return None
+
+
+#: `after_commit(context, config, result)`: see `StrategySpec.after_commit`.
+AfterCommit = Callable[[Any, Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class LoadedStrategy:
+    """A strategy ready to run: its spec, who provides it, its config model and its object."""
+
+    spec: StrategySpec
+    distribution: str
+    version: str
+    config_model: type[BaseModel]
+    strategy: TrainingStrategy
+    after_commit: AfterCommit | None = None
+
+
+def _import(spec: StrategySpec, key: str, value: str, label: str) -> Any:
+    try:
+        return import_object(value)
+    except TownletError:
+        raise
+    except Exception as exc:
+        raise PluginLoadError(
+            f"strategy '{spec.name}' ({label}): cannot import its {key} {value}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _config_model(spec: StrategySpec, label: str) -> type[BaseModel]:
+    from pydantic import BaseModel  # not at import time: listing strategies never needs it
+
+    model = _import(spec, "config_model", spec.config_model, label)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise PluginLoadError(
+            f"strategy '{spec.name}' ({label}): config model {spec.config_model} is not a "
+            "pydantic model"
+        )
+    return model
 
 
 class StrategyRegistry:
@@ -187,6 +218,7 @@ class StrategyRegistry:
         self._pending_warnings: list[str] = []
         #: Specs collected per plugin object: one module may back several entry points.
         self._collected: dict[int, list[StrategySpec]] = {}
+        self._loaded: dict[str, LoadedStrategy] = {}
         if discover:
             self._discover(path, env)
 
@@ -316,7 +348,7 @@ class StrategyRegistry:
             raise PluginLoadError("implements no townlet_register_strategies hook")
         for impl in impls:
             # Pass only the arguments the implementation asked for (pluggy's opt-in rule).
-            impl.function(**{arg: collector for arg in impl.argnames if arg == "registry"})
+            impl.function(**{arg: collector for arg in impl.argnames if arg == "specs"})
         self._collected[id(plugin)] = collector.specs
         return collector.specs
 
@@ -423,19 +455,101 @@ class StrategyRegistry:
             queue.extend(spec.requires_strategies)
         return list(resolved.values())
 
-    def load_all(self) -> list[PluginRecord]:
+    def load_all(self, *, check_imports: bool = False) -> list[PluginRecord]:
         """Import every enabled plugin (for `strategies list --check` and strict mode).
 
-        A plugin that fails is marked broken or incompatible and reported with one warning
-        line; in strict mode the first failure raises instead.
+        With `check_imports`, also import what each spec names (config model, run, prepare,
+        factory, after_commit) and check its kind, so a typo in an import string shows here
+        rather than at `train`. A plugin that fails is marked broken or incompatible and
+        reported with one warning line; in strict mode the first failure raises instead.
         """
         for record in self.records():
             if record.status == "ok" and record.spec is None:
                 with contextlib.suppress(PluginLoadError):
                     self._load(record)
+            if check_imports and record.status == "ok" and record.spec is not None:
+                try:
+                    self._import_parts(record.spec, record.label)
+                except PluginLoadError as exc:
+                    record.status, record.error = "broken", str(exc)
             if record.status in ("broken", "incompatible", "conflict"):
                 self._warn(record)
         return self.records()
+
+    # ------------------------------------------------------------------ loading to run
+
+    def record_of(self, name: str) -> PluginRecord:
+        """The active record of strategy `name` (resolving it first)."""
+        self.resolve(name)
+        return next(r for r in self._records if r.name == name and r.status != "disabled")
+
+    def config_model(self, name: str) -> type[BaseModel]:
+        """The pydantic model of strategy `name`'s config section (imports only that)."""
+        spec = self.resolve(name)
+        return _config_model(spec, self.record_of(name).label)
+
+    def load(self, name: str) -> LoadedStrategy:
+        """Strategy `name` ready to run: config model imported, torch checked when it needs
+        it, and its strategy object built from `run`/`prepare` or `factory`.
+
+        Raises the errors of `resolve`, `TorchNotAvailableError`, or `PluginLoadError` naming
+        the import string that failed.
+        """
+        if name in self._loaded:
+            return self._loaded[name]
+        spec = self.resolve(name)
+        record = self.record_of(name)
+        model = _config_model(spec, record.label)
+        if spec.requires_torch:
+            require_torch(f"Strategy '{spec.name}'", spec.name if install_hint(name) else None)
+        strategy, after_commit = self._import_parts(spec, record.label)
+        loaded = LoadedStrategy(
+            spec=spec,
+            distribution=record.distribution,
+            version=record.version,
+            config_model=model,
+            strategy=strategy,
+            after_commit=after_commit,
+        )
+        self._loaded[name] = loaded
+        return loaded
+
+    def load_with_requirements(self, name: str) -> dict[str, LoadedStrategy]:
+        """`name` and every strategy its spec requires, loaded, by name (`name` first)."""
+        return {spec.name: self.load(spec.name) for spec in self.resolve_with_requirements(name)}
+
+    @staticmethod
+    def _import_parts(
+        spec: StrategySpec, label: str
+    ) -> tuple[TrainingStrategy, AfterCommit | None]:
+        """Import the spec's config model, run/prepare or factory and after_commit."""
+        _config_model(spec, label)
+        parts = {
+            key: _import(spec, key, value, label) for key, value in spec.import_strings().items()
+        }
+        for key in ("run", "prepare", "factory", "after_commit"):
+            if key in parts and not callable(parts[key]):
+                raise PluginLoadError(
+                    f"strategy '{spec.name}' ({label}): {key} {getattr(spec, key)} is not callable"
+                )
+        if spec.factory is not None:
+            try:
+                strategy = parts["factory"]()
+            except TownletError:
+                raise
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"strategy '{spec.name}' ({label}): cannot create it from {spec.factory}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(strategy, TrainingStrategy):
+                raise PluginLoadError(
+                    f"strategy '{spec.name}' ({label}): {spec.factory} returned "
+                    f"{type(strategy).__name__}, which lacks TrainingStrategy's prepare and run"
+                )
+        else:
+            strategy = FunctionStrategy(parts["run"], parts.get("prepare"))
+        return strategy, parts.get("after_commit")
 
     # ------------------------------------------------------------------ messages
 

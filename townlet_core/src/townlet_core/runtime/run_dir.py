@@ -22,6 +22,7 @@ from typing import Any, Literal
 from townlet_core.__about__ import __version__
 from townlet_core.atomic import atomic_write_json
 from townlet_core.errors import RunDirectoryError
+from townlet_core.runtime.config import RunConfig
 
 RunState = Literal["running", "succeeded", "failed", "error", "interrupted"]
 
@@ -103,11 +104,31 @@ class RunDirectory:
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         atomic_write_json(self.config_path, snapshot)
 
+    def read_snapshot_to_resume(self) -> dict[str, Any]:
+        """The config snapshot of a stopped run, or RunDirectoryError saying why it cannot be
+        resumed (not a run directory, unreadable, or already finished)."""
+        if not self.config_path.exists():
+            raise RunDirectoryError(
+                f"{self.path}: not a run directory (no {self.config_path.name}); pass the "
+                "folder 'townlet train' created"
+            )
+        snapshot = _read_json(self.config_path)
+        if not isinstance(snapshot.get("config"), dict) or not snapshot.get("strategy"):
+            raise RunDirectoryError(
+                f"{self.config_path}: not a townlet config snapshot (no strategy or config)"
+            )
+        state = _read_json(self.status_path).get("state", "") if self.status_path.exists() else ""
+        if state in ("succeeded", "failed"):
+            raise RunDirectoryError(
+                f"{self.path}: this run already finished ({state}); start a new run instead"
+            )
+        return snapshot
+
     def mark(self, state: RunState, **details: Any) -> None:
         """Record the run's state (and, on failure, the one-line reason) in run.json."""
         status: dict[str, Any] = {}
         if self.status_path.exists():
-            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+            status = _read_json(self.status_path)
         status.update(details)
         status["state"] = state
         status["updated_at"] = utc_now().isoformat()
@@ -126,3 +147,37 @@ class RunDirectory:
 
 def command_line() -> list[str]:
     return list(sys.argv)
+
+
+def run_snapshot(config: RunConfig, providers: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """What `config.json` records: the resolved config, seed, device, where they came from,
+    who provided each strategy (`{name: (distribution, version)}`), package versions and the
+    command line. Enough to repeat the run, and to tell two runs' evidence apart."""
+    return {
+        "strategy": config.strategy,
+        "seed": config.run.seed,
+        "device": config.run.device,
+        "config": config.snapshot(),
+        "config_source": config.source,
+        "overrides": list(config.overrides),
+        "strategies": {
+            name: {"distribution": dist, "version": version}
+            for name, (dist, version) in providers.items()
+        },
+        "versions": package_versions([dist for dist, _version in providers.values()]),
+        "command": command_line(),
+        "created_at": utc_now().isoformat(),
+    }
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run file as a mapping, or RunDirectoryError naming the damaged file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirectoryError(
+            f"{path}: unreadable ({exc}); the run directory is damaged, start a new run"
+        ) from exc
+    if not isinstance(data, dict):
+        raise RunDirectoryError(f"{path}: expected a JSON object; the run directory is damaged")
+    return data
