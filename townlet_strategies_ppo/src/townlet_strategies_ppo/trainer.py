@@ -49,7 +49,7 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never replay training resets
 
 
 @dataclass
-class Progress:
+class TrainingPosition:
     """Counters that survive a resume (saved in every periodic checkpoint)."""
 
     next_update: int = 0
@@ -102,7 +102,7 @@ class PPOTrainer:
         self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
         carried = context.state
         cycle = int(carried.get("cycle_id", -1))
-        self.progress = Progress(
+        self.position = TrainingPosition(
             steps=int(carried.get("steps", 0)),
             log_stream_offset=int(carried.get("log_stream_offset", 0)),
             # the original's rule: a rollout run starts a new cycle, a replay run reuses it
@@ -144,9 +144,9 @@ class PPOTrainer:
 
     def _training_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "progress": {
+            "position": {
                 k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                for k, v in vars(self.progress).items()
+                for k, v in vars(self.position).items()
             },
             "optimizer": self.optimizer.state_dict(),
             "shuffle_rng": self.shuffle_rng.bit_generator.state,
@@ -173,10 +173,10 @@ class PPOTrainer:
         self.network.load_state_dict(network.state_dict())
         state = load_training_state(latest)
         self.optimizer.load_state_dict(state["optimizer"])
-        saved = dict(state["progress"])
+        saved = dict(state.get("position", state.get("progress", {})))  # "progress" before 0.1
         if saved.get("best_eval") is None:
             saved["best_eval"] = -math.inf
-        self.progress = Progress(**saved)
+        self.position = TrainingPosition(**saved)
         self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
         self.sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
@@ -190,10 +190,10 @@ class PPOTrainer:
             )  # our own run directory
             self.env = restored["env"]
             self._make_collector(restored["collector"])
-        self.context.metrics.truncate(self.progress.metrics_lines)
-        self.resumed_from = self.progress.next_update
+        self.context.metrics.truncate(self.position.metrics_lines)
+        self.resumed_from = self.position.next_update
         self.context.log(
-            f"townlet: resuming {self.context.run_dir} after update {self.progress.next_update} "
+            f"townlet: resuming {self.context.run_dir} after update {self.position.next_update} "
             f"from {latest.name}"
         )
 
@@ -251,7 +251,7 @@ class PPOTrainer:
     def _collect(self, update: int) -> tuple[Batch, dict[str, float], dict[str, Any]]:
         """One batch of experience (live rollout or replay pass), its counters and the live
         telemetry (episodes finished)."""
-        config, progress = self.config, self.progress
+        config, position = self.config, self.position
         live: dict[str, Any] = {}
         try:
             if self.collector is None:
@@ -263,7 +263,7 @@ class PPOTrainer:
             rollout = self.collector.collect()
         except NonFiniteError as exc:
             raise self._diverged(exc.what, exc.batch, update + 1) from exc
-        progress.env_steps += config.num_envs * config.num_steps
+        position.env_steps += config.num_envs * config.num_steps
         live["episodes"] = len(rollout.episode_returns)
         if rollout.episode_returns:
             live["episode_return_mean"] = float(np.mean(rollout.episode_returns))
@@ -281,12 +281,12 @@ class PPOTrainer:
         return lr, clip
 
     def run(self) -> PPOTrainingResultDTO:
-        config, context, progress = self.config, self.context, self.progress
+        config, context, position = self.config, self.context, self.position
         line: dict[str, Any] = {}
         stopped_early = False
         with context.services.progress(self.total_updates, "ppo") as bar:
-            bar.update(progress.next_update)
-            for update in range(progress.next_update, self.total_updates):
+            bar.update(position.next_update)
+            for update in range(position.next_update, self.total_updates):
                 lr, clip = self._schedules(update)
                 started = time.perf_counter()
                 batch, counters, live = self._collect(update)
@@ -300,9 +300,9 @@ class PPOTrainer:
                 except DivergedError as exc:
                     raise self._diverged(f"losses ({exc})", 0, update + 1) from exc
                 finished = time.perf_counter()
-                progress.steps += batch.size
-                progress.log_stream_offset += 1
-                progress.next_update = update + 1
+                position.steps += batch.size
+                position.log_stream_offset += 1
+                position.next_update = update + 1
                 if stats.adv_zero_std_batches:
                     context.log(
                         f"townlet: warning: advantage spread near zero in "
@@ -326,16 +326,16 @@ class PPOTrainer:
                     stats=stats,
                     transitions=batch.size,
                     lr=lr,
-                    steps=progress.steps,
+                    steps=position.steps,
                     epoch_duration_sec=finished - started,
                     data_mode=self.mode,
-                    cycle_id=progress.cycle_id,
+                    cycle_id=position.cycle_id,
                     reward_advantage_corr=telemetry.correlation(
                         batch.rewards.double().cpu().numpy(),
                         batch.advantages.double().cpu().numpy(),
                     ),
                     rollout_ticks=rollout_ticks,
-                    log_stream_offset=progress.log_stream_offset,
+                    log_stream_offset=position.log_stream_offset,
                     counters=counters,
                     baseline=self.replay.baseline if self.replay is not None else {},
                     conflict=self.replay.conflict if self.replay is not None else {},
@@ -343,7 +343,7 @@ class PPOTrainer:
                 )
                 if (update + 1) % config.log_frequency == 0:
                     context.metrics.log(line)
-                    progress.metrics_lines += 1
+                    position.metrics_lines += 1
                 bar.update(1, ret=live.get("episode_return_mean"), loss=stats.loss_total)
                 solved = (
                     evaluation is not None
@@ -369,14 +369,14 @@ class PPOTrainer:
         assert result is not None
         summary = {"update": update, **result.as_dict()}
         summary.pop("returns", None)
-        self.progress.last_eval = summary
-        if result.mean_return > self.progress.best_eval:
-            self.progress.best_eval = result.mean_return
+        self.position.last_eval = summary
+        if result.mean_return > self.position.best_eval:
+            self.position.best_eval = result.mean_return
             self.checkpoints.save_best(self.network, {"eval_mean_return": result.mean_return})
         return summary
 
     def _finish(self, line: dict[str, Any], stopped_early: bool) -> PPOTrainingResultDTO:
-        config, context, progress = self.config, self.context, self.progress
+        config, context, position = self.config, self.context, self.position
         if not line:  # resumed after the last update: nothing left to run
             raise TrainingDivergedError(
                 f"{context.run_dir}: this run already completed all {self.total_updates} updates"
@@ -384,16 +384,16 @@ class PPOTrainer:
         self.checkpoints.save_final(self.network, _metrics(line), self._training_state())
         evaluation: dict[str, Any] | None = None
         if self.env_id is not None:
-            if progress.last_eval.get("update") == progress.next_update:
-                evaluation = progress.last_eval
+            if position.last_eval.get("update") == position.next_update:
+                evaluation = position.last_eval
             else:
-                evaluation = self._record_evaluation(progress.next_update)
+                evaluation = self._record_evaluation(position.next_update)
         if self.env is not None:
             self.env.close()
         context.state.update(
-            steps=progress.steps,
-            log_stream_offset=progress.log_stream_offset,
-            cycle_id=progress.cycle_id,
+            steps=position.steps,
+            log_stream_offset=position.log_stream_offset,
+            cycle_id=position.cycle_id,
         )
         status_reason = None
         accept = config.accept_return
@@ -418,14 +418,14 @@ class PPOTrainer:
             **telemetry_fields,
             env_id=self.env_id,
             dataset=str(config.dataset) if config.dataset is not None else None,
-            updates_run=progress.next_update - (self.resumed_from or 0),
+            updates_run=position.next_update - (self.resumed_from or 0),
             total_updates=self.total_updates,
-            env_steps=progress.env_steps,
+            env_steps=position.env_steps,
             stopped_early=stopped_early,
             resumed_from_update=self.resumed_from,
             checkpoint=FINAL_DIR,
             best_checkpoint=BEST_DIR if has_best else None,
-            best_eval_mean_return=progress.best_eval if math.isfinite(progress.best_eval) else None,
+            best_eval_mean_return=position.best_eval if math.isfinite(position.best_eval) else None,
             eval_episodes=evaluation["episodes"] if evaluation else None,
             eval_mean_return=evaluation["mean_return"] if evaluation else None,
             eval_std_return=evaluation["std_return"] if evaluation else None,
