@@ -208,12 +208,11 @@ def _sample(split: Split, count: int, seed: int) -> Split:
 def make_optimizer(
     network: PolicyNetwork, learning_rate: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """Adam, fused where torch offers it (about 1.4x faster steps for these networks on CPU)."""
-    parameters = list(network.parameters())
-    try:
-        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
+    """Adam, fused where torch offers it (about 1.4x faster steps for these networks on CPU);
+    built by `make_adam`, which also records what constructing it costs at start-up."""
+    from townlet_core.nn.optim import make_adam
+
+    return make_adam(network.parameters(), learning_rate, weight_decay=weight_decay)
 
 
 def _fit(

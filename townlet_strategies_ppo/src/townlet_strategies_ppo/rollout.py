@@ -56,15 +56,6 @@ class CollectorState:
     counters: dict[str, float] = field(default_factory=dict)
 
 
-def sample_categorical(probabilities: np.ndarray, uniform: np.ndarray) -> np.ndarray:
-    """One action per row of `probabilities`, drawn by inverting the cumulative
-    distribution at `uniform` (one number in [0, 1) per row): the action is the number of
-    cumulative probabilities, the last one left out, at or below that number."""
-    cumulative = np.cumsum(probabilities, axis=-1)[:, :-1]
-    actions: np.ndarray = (cumulative <= uniform[:, None]).sum(axis=-1)
-    return actions
-
-
 class RolloutCollector:
     """Steps `env` with `network` for `num_steps` steps per rollout into fixed buffers.
 
@@ -115,11 +106,15 @@ class RolloutCollector:
         return torch.from_numpy(array).to(self.device)
 
     @torch.inference_mode()
-    def _act(self, t: int, uniform: np.ndarray) -> np.ndarray:
-        """Sample actions for the observations stored at step `t` (the actor only)."""
+    def _act(self, t: int) -> np.ndarray:
+        """Sample actions for the observations stored at step `t` (the actor only), from
+        the collector's own generator (saved with each checkpoint, so a resume draws the
+        same actions)."""
         map_ = None if self.map is None else self._tensor(self.map[t])
         logits = self.network.logits(self._tensor(self.features[t]), map_)
-        actions = sample_categorical(torch.softmax(logits, dim=-1).cpu().numpy(), uniform)
+        probabilities = torch.softmax(logits, dim=-1)
+        drawn = torch.multinomial(probabilities, 1, generator=self.generator).squeeze(-1)
+        actions: np.ndarray = drawn.cpu().numpy()
         self.actions[t] = actions
         return actions
 
@@ -141,15 +136,9 @@ class RolloutCollector:
         """Step every environment `num_steps` times; record finished episodes' returns and
         lengths and sum the info counters."""
         state = self.state
-        # every random number the rollout's sampling needs, in one draw
-        uniforms = (
-            torch.rand(self.actions.shape, generator=self.generator, device=self.generator.device)
-            .cpu()
-            .numpy()
-        )
         for t in range(self.num_steps):
             self._store_observation(t, state.observation)
-            actions = self._act(t, uniforms[t])
+            actions = self._act(t)
             valid = ~state.previous_done
             observation, reward, terminated, truncated, info = self.env.step(actions)
             reward = np.where(valid, np.asarray(reward, dtype=np.float64), 0.0)

@@ -1,22 +1,26 @@
 """The PPO update: several epochs of shuffled mini-batches over one batch of experience.
 
-The losses themselves are in `losses.py`; this file only feeds them and keeps score. Per
-mini-batch statistics stay tensors until the update ends (one conversion per update, not
-one per number per step: that conversion costs more than a small network's step).
+It reads like CleanRL's `ppo.py`: for each epoch, for each mini-batch, a forward pass, the
+losses (from `losses.py`), `optimizer.zero_grad()`, `loss.backward()`, `clip_grad_norm_`,
+`optimizer.step()`. Nothing in the loop waits for a number: per mini-batch statistics stay
+tensors until the update ends (one conversion per update, not one per number per step),
+and so does the check that the losses are finite. Should one not be, the update puts the
+weights and the optimiser back as they were before it and raises `DivergedError`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.optim.adam import adam
+from torch.nn.utils import clip_grad_norm_
 
 from townlet_core.nn import PolicyNetwork
+from townlet_core.nn.optim import PPO_ADAM_EPS, make_adam
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import (
     ZERO_STD,
@@ -32,7 +36,7 @@ from townlet_strategies_ppo.losses import (
 
 
 class DivergedError(ArithmeticError):
-    """A loss came out NaN or infinite; the update stopped before applying it."""
+    """A loss came out NaN or infinite; the update was undone (weights and optimiser)."""
 
 
 @dataclass
@@ -84,95 +88,8 @@ _POLICY, _VALUE, _ENTROPY, _TOTAL, _CLIP, _ADV_MEAN, _ADV_STD, _GRAD, _KL, _APPR
 
 
 def make_optimizer(network: PolicyNetwork, learning_rate: float) -> torch.optim.Optimizer:
-    """Adam with eps 1e-5 (CleanRL, SB3), fused where torch offers it."""
-    parameters = list(network.parameters())
-    try:
-        return torch.optim.Adam(parameters, lr=learning_rate, eps=1e-5, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(parameters, lr=learning_rate, eps=1e-5)
-
-
-class AdamStep:
-    """`optimizer.step()` for the Adam `make_optimizer` builds, made as a direct call of
-    torch's functional `torch.optim.adam.adam` on the optimizer's own state tensors.
-
-    It is the call `Adam.step` itself makes (the same arithmetic), without the per-call
-    hooks, profiler labels and state checks around it, which cost more than the fused
-    update of a small network. The state stays the optimizer's, so `state_dict()`,
-    checkpoints and resumes see no difference. The first step (which creates the state),
-    and any optimizer other than one fused Adam group without weight decay, goes through
-    `optimizer.step()`.
-    """
-
-    def __init__(
-        self, optimizer: torch.optim.Optimizer, parameters: Sequence[torch.Tensor]
-    ) -> None:
-        self.optimizer = optimizer
-        self.parameters = list(parameters)
-        self._state: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]] | None
-        self._state = None
-
-    def _direct(self) -> bool:
-        optimizer, groups = self.optimizer, self.optimizer.param_groups
-        group = groups[0]
-        return (
-            type(optimizer) is torch.optim.Adam
-            and len(groups) == 1
-            and len(group["params"]) == len(self.parameters)
-            and bool(group.get("fused"))
-            and not (group["amsgrad"] or group["maximize"] or group["weight_decay"])
-            and not (group["capturable"] or group["differentiable"])
-            and all(p in optimizer.state for p in self.parameters)
-        )
-
-    def __call__(self, grads: Sequence[torch.Tensor | None]) -> None:
-        """One step with `grads`, the parameters' `.grad` in order."""
-        if self._state is None and self._direct():
-            states = [self.optimizer.state[p] for p in self.parameters]
-            self._state = (
-                [state["exp_avg"] for state in states],
-                [state["exp_avg_sq"] for state in states],
-                [state["step"] for state in states],
-            )
-        if self._state is None or len(grads) != len(self.parameters):
-            self.optimizer.step()
-            return
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        exp_avgs, exp_avg_sqs, steps = self._state
-        try:
-            self._adam(group, grads, exp_avgs, exp_avg_sqs, steps, beta1, beta2)
-        except TypeError:  # another torch's functional signature: use the public path
-            self._state = None
-            self._direct = lambda: False  # type: ignore[method-assign]
-            self.optimizer.step()
-
-    def _adam(
-        self,
-        group: dict[str, Any],
-        grads: Sequence[torch.Tensor | None],
-        exp_avgs: list[torch.Tensor],
-        exp_avg_sqs: list[torch.Tensor],
-        steps: list[torch.Tensor],
-        beta1: float,
-        beta2: float,
-    ) -> None:
-        adam(
-            self.parameters,
-            cast(list[torch.Tensor], list(grads)),
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            steps,
-            fused=True,
-            amsgrad=False,
-            beta1=beta1,
-            beta2=beta2,
-            lr=group["lr"],
-            weight_decay=0.0,
-            eps=group["eps"],
-            maximize=False,
-        )
+    """Adam with eps 1e-5 (CleanRL, SB3)."""
+    return make_adam(network.parameters(), learning_rate, eps=PPO_ADAM_EPS)
 
 
 class _Columns(NamedTuple):
@@ -204,25 +121,6 @@ class _Columns(NamedTuple):
     def rows(self, start: int, stop: int) -> _Columns:
         """Rows `start:stop` of every column (views: nothing is copied)."""
         return self._each(lambda column: column[start:stop])
-
-
-def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale `grads` in place so that their global norm is at most `max_norm`; return the
-    norm before scaling.
-
-    What `torch.nn.utils.clip_grad_norm_` does (its norm summed in another order), without
-    its per-call grouping of tensors by device and type, which costs more than the
-    arithmetic for a network this small.
-    """
-    norm: torch.Tensor = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
-    if math.isfinite(max_norm):
-        scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-        if hasattr(torch, "_foreach_mul_"):  # one kernel for all gradients
-            torch._foreach_mul_(grads, scale)
-        else:  # pragma: no cover - torch builds without foreach ops
-            for grad in grads:
-                grad.mul_(scale)
-    return norm
 
 
 def _minibatch_advantages(
@@ -320,7 +218,8 @@ def ppo_update(
     clip_range: float,
     rng: np.random.Generator,
 ) -> UpdateStats:
-    """Run `config.update_epochs` epochs over `batch`; raise DivergedError on NaN/Inf."""
+    """Run `config.update_epochs` epochs over `batch`; raise DivergedError on NaN/Inf, with
+    the network and optimiser left as they were before the update."""
     network.train()
     advantages = batch.advantages
     if config.advantage_normalization == "batch":
@@ -334,9 +233,10 @@ def ppo_update(
         advantages,
         batch.returns,
     )
-    parameters = [p for p in network.parameters() if p.requires_grad]
-    optimizer_step = AdamStep(optimizer, parameters)
-    max_norm = config.max_grad_norm if config.max_grad_norm is not None else math.inf
+    parameters = list(network.parameters())
+    before = _Snapshot(network, optimizer)
+    # without clipping the norm is still reported: an infinite bound scales by 1
+    max_norm = config.max_grad_norm if config.max_grad_norm is not None else float("inf")
     size, step = batch.size, config.minibatch_size
     # One mini-batch holding the whole batch is the same every epoch: it needs no shuffle
     # (the order of its rows changes nothing) and its advantages are normalised once.
@@ -365,21 +265,51 @@ def ppo_update(
             # without an entropy bonus the entropy is only reported (by the telemetry)
             entropy = categorical_entropy(log_p).mean() if config.ent_coef else None
             loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
-            if not math.isfinite(loss.item()):
-                raise DivergedError(
-                    f"PPO loss is {float(loss)} (policy {float(surrogate.loss)}, value "
-                    f"{float(v_loss)}) at mini-batch {(start // step) + 1} of epoch {epochs_run}"
-                )
-            for parameter in parameters:  # optimizer.zero_grad(set_to_none=True), cheaper
-                parameter.grad = None
+
+            optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
-            grads = [p.grad for p in parameters if p.grad is not None]
-            grad_norm = clip_grad_norm(grads, max_norm)
-            optimizer_step(grads)
+            grad_norm = clip_grad_norm_(parameters, max_norm)
+            optimizer.step()
+
             telemetry.add(surrogate, v_loss, loss, adv_std, grad_norm, log_p, minibatch_adv)
         if config.target_kl is not None and telemetry.approx_kl(epoch_start) > config.target_kl:
             break
-    return _summarise(telemetry.table(), epochs_run)
+    table = telemetry.table()
+    diverged = _first_non_finite(table, size, step)
+    if diverged is not None:
+        before.restore(network, optimizer)
+        raise DivergedError(diverged)
+    return _summarise(table, epochs_run)
+
+
+class _Snapshot:
+    """The weights and optimiser state before an update, to put back if it diverges (a
+    copy per update: far cheaper than waiting for each mini-batch's loss to be checked)."""
+
+    def __init__(self, network: PolicyNetwork, optimizer: torch.optim.Optimizer) -> None:
+        with torch.no_grad():
+            self.parameters = [p.detach().clone() for p in network.parameters()]
+        self.optimizer = copy.deepcopy(optimizer.state_dict())
+
+    def restore(self, network: PolicyNetwork, optimizer: torch.optim.Optimizer) -> None:
+        with torch.no_grad():
+            for parameter, saved in zip(network.parameters(), self.parameters, strict=True):
+                parameter.copy_(saved)
+        optimizer.load_state_dict(self.optimizer)
+
+
+def _first_non_finite(table: np.ndarray, size: int, step: int) -> str | None:
+    """What `DivergedError` says about the first mini-batch whose loss was NaN or infinite,
+    or None when every loss was finite."""
+    bad = np.flatnonzero(~np.isfinite(table[:, _TOTAL]))
+    if not len(bad):
+        return None
+    row = table[bad[0]]
+    per_epoch = -(-size // step)
+    return (
+        f"PPO loss is {row[_TOTAL]} (policy {row[_POLICY]}, value {row[_VALUE]}) at "
+        f"mini-batch {bad[0] % per_epoch + 1} of epoch {bad[0] // per_epoch + 1}"
+    )
 
 
 def _summarise(table: np.ndarray, epochs_run: int) -> UpdateStats:

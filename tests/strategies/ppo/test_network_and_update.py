@@ -1,0 +1,180 @@
+"""The stacked actor-critic equals separate actor and critic layers, and the PPO update
+drives the optimiser through its public API and undoes an update whose loss is not finite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional
+
+from townlet_core.checkpoints import NetworkSpec, ObservationSpec
+from townlet_core.nn import build_network, load_checkpoint, save_checkpoint
+from townlet_core.nn.network import ACTOR, CRITIC, PolicyNetwork
+from townlet_strategies_ppo.config import PPOConfig
+from townlet_strategies_ppo.losses import action_log_probs
+from townlet_strategies_ppo.update import Batch, DivergedError, make_optimizer, ppo_update
+
+FLAT = ObservationSpec(features_dim=4)
+SEPARATE_NAMES = {
+    f"{body}.{index}.{kind}"
+    for body in ("actor_body", "critic_body")
+    for index in (0, 2)
+    for kind in ("weight", "bias")
+} | {f"{head}.{kind}" for head in ("policy_head", "value_head") for kind in ("weight", "bias")}
+
+
+def _network(seed: int = 0, spec: NetworkSpec | None = None) -> PolicyNetwork:
+    return build_network(spec or NetworkSpec(), FLAT, 3, seed=seed)
+
+
+def _separate_forward(
+    layers: dict[str, torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network as two plain MLPs, from the checkpoint's tensors (the pre-stacking code)."""
+    actor, critic = x, x
+    for index in (0, 2):
+        actor = torch.tanh(
+            functional.linear(
+                actor, layers[f"actor_body.{index}.weight"], layers[f"actor_body.{index}.bias"]
+            )
+        )
+        critic = torch.tanh(
+            functional.linear(
+                critic, layers[f"critic_body.{index}.weight"], layers[f"critic_body.{index}.bias"]
+            )
+        )
+    logits = functional.linear(actor, layers["policy_head.weight"], layers["policy_head.bias"])
+    values = functional.linear(critic, layers["value_head.weight"], layers["value_head.bias"])
+    return logits, values.squeeze(-1)
+
+
+def _objective(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    chosen, _ = action_log_probs(logits, actions)
+    return -chosen.mean() + (values - 1.0).pow(2).mean()
+
+
+def test_stacked_forward_equals_separate_actor_and_critic_values_log_probs_and_gradients():
+    network = _network()
+    layers = {k: v.clone().requires_grad_() for k, v in network.state_dict().items()}
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
+    actions = torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(2))
+
+    logits, values = network(x)
+    expected_logits, expected_values = _separate_forward(layers, x)
+    torch.testing.assert_close(logits, expected_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(values, expected_values, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        action_log_probs(logits, actions)[0],
+        action_log_probs(expected_logits, actions)[0],
+        rtol=0,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(network.logits(x), expected_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(network.value(x), expected_values, rtol=0, atol=1e-6)
+
+    _objective(logits, values, actions).backward()
+    _objective(expected_logits, expected_values, actions).backward()
+    bodies = network.bodies
+    assert bodies is not None
+    stacked = dict(bodies.named_parameters())
+    for name, (own, stack, kind) in bodies.separate_names("").items():
+        grad = stacked[own].grad
+        assert grad is not None
+        torch.testing.assert_close(
+            bodies.block(grad, stack, kind), layers[name].grad, rtol=1e-5, atol=1e-7, msg=name
+        )
+    for head in ("policy_head", "value_head"):
+        for kind in ("weight", "bias"):
+            grad = getattr(getattr(network, head), kind).grad
+            torch.testing.assert_close(grad, layers[f"{head}.{kind}"].grad, rtol=1e-5, atol=1e-7)
+
+
+def test_actor_and_critic_stacks_start_as_separate_orthogonal_layers():
+    bodies = _network().bodies
+    assert bodies is not None
+    hidden = bodies.weights[1]  # (2, 64, 64): each stack's square matrix, gain sqrt(2)
+    for stack in (ACTOR, CRITIC):
+        block = bodies.block(hidden, stack, "weight")
+        torch.testing.assert_close(block @ block.T, 2.0 * torch.eye(64), rtol=0, atol=1e-5)
+    assert not torch.equal(hidden[ACTOR], hidden[CRITIC])
+
+
+def test_checkpoints_keep_the_separate_layer_names_and_round_trip(tmp_path):
+    network = _network(seed=0)
+    assert set(network.state_dict()) == SEPARATE_NAMES
+    assert network.state_dict()["actor_body.2.weight"].shape == (64, 64)
+    save_checkpoint(tmp_path / "ckpt", network, strategy="ppo", strategy_version="0", seed=0)
+    loaded, _info = load_checkpoint(tmp_path / "ckpt")
+    x = torch.randn(8, 4)
+    for mine, theirs in zip(network(x), loaded(x), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_a_state_dict_in_the_separate_layout_loads_into_the_stacked_network():
+    source = _network(seed=0)
+    target = _network(seed=1)
+    separate = {k: v.clone() for k, v in source.state_dict().items()}  # as written to disk
+    target.load_state_dict(separate)
+    x = torch.randn(8, 4)
+    assert torch.equal(source(x)[0], target(x)[0])
+    assert torch.equal(source(x)[1], target(x)[1])
+
+
+def test_a_shared_trunk_network_keeps_one_stack():
+    network = _network(spec=NetworkSpec(shared_trunk=True))
+    names = set(network.state_dict())
+    assert "actor_body.0.weight" in names and not any(n.startswith("critic") for n in names)
+
+
+def _batch(network: PolicyNetwork, size: int, returns: torch.Tensor | None = None) -> Batch:
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(size, 4, generator=generator)
+    actions = torch.randint(0, 3, (size,), generator=generator)
+    with torch.no_grad():
+        logits, values = network(features)
+    old_log_probs, _ = action_log_probs(logits, actions)
+    advantages = torch.randn(size, generator=generator)
+    return Batch(
+        features=features,
+        map=None,
+        actions=actions,
+        old_log_probs=old_log_probs,
+        old_values=values,
+        advantages=advantages,
+        returns=values + advantages if returns is None else returns,
+        rewards=torch.zeros(size),
+    )
+
+
+def test_the_update_takes_one_public_optimizer_step_per_mini_batch():
+    network = _network()
+    optimizer = make_optimizer(network, 1e-3)
+    steps: list[int] = []
+    optimizer.register_step_post_hook(lambda *_: steps.append(1))
+    config = PPOConfig(update_epochs=3, minibatch_size=16, num_envs=4, num_steps=16)
+    stats = ppo_update(
+        network, optimizer, _batch(network, 64), config, 0.2, np.random.default_rng(0)
+    )
+    assert len(steps) == stats.updates == 3 * 4
+
+
+def test_a_non_finite_loss_raises_and_leaves_weights_and_optimizer_as_before_the_update():
+    network = _network()
+    optimizer = make_optimizer(network, 1e-3)
+    config = PPOConfig(update_epochs=2, minibatch_size=16, num_envs=4, num_steps=8)
+    rng = np.random.default_rng(0)
+    ppo_update(network, optimizer, _batch(network, 32), config, 0.2, rng)  # Adam has state now
+    weights = {k: v.clone() for k, v in network.state_dict().items()}
+    moments = [state["exp_avg"].clone() for state in optimizer.state.values()]
+    bad = _batch(network, 32, returns=torch.full((32,), float("nan")))
+
+    with pytest.raises(DivergedError) as info:
+        ppo_update(network, optimizer, bad, config, 0.2, rng)
+
+    assert str(info.value).startswith("PPO loss is nan (policy ")
+    assert str(info.value).endswith("value nan) at mini-batch 1 of epoch 1")
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
+    for state, before in zip(optimizer.state.values(), moments, strict=True):
+        assert torch.equal(state["exp_avg"], before)
