@@ -71,6 +71,7 @@ def test_core_and_cli_do_not_import_torch(body, site_env):
     assert completed.stdout.rstrip().endswith("ok")
 
 
+@pytest.mark.slow
 def test_installed_strategy_plugins_do_not_import_torch_when_listed_or_checked(site_env):
     """Every plugin installed in this environment (first-party and examples) is light."""
     site_env.pop("TOWNLET_LOAD_PLUGINS", None)

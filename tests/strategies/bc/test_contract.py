@@ -16,3 +16,4 @@ class TestBCContract(StrategyContract):
         "epochs": 2,
         "eval_episodes": 2,
     }
+    timing_fields = frozenset({"samples_per_second", "epoch_duration_sec"})

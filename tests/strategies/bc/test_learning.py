@@ -40,13 +40,14 @@ def test_metrics_have_one_line_per_epoch_with_validation(train_bc, tmp_path):
     assert result.epochs_run == 3
 
 
-def test_townlet_fixture_bc_idle_trains_and_reports(train_bc):
+def test_a_single_action_townlet_dataset_trains_and_reports_without_an_environment(train_bc):
+    # Not a learning test: bc_idle_v1 holds one action ("wait"), so any network is always
+    # right. It pins that a one-action dataset and a missing environment are handled; that
+    # bc learns on Townlet-shaped data is the next test's (four actions, 95% vs 25% chance).
     result = train_bc({"dataset": str(FIXTURES / "bc_idle_v1" / "manifest.json"), "epochs": 2})
-    assert result.action_dim == 1  # the shipped dataset has a single action ("wait")
-    assert result.accuracy == 1.0
+    assert result.action_dim == 1
     assert result.samples + result.val_samples == 400
-    assert result.val_accuracy == 1.0
-    assert result.eval_mean_return is None  # no environment to evaluate in
+    assert (result.eval_episodes, result.eval_mean_return) == (None, None)  # nothing to play
 
 
 def _townlet_shaped(folder, trajectories=16, steps=100, actions=4, seed=0):

@@ -1,4 +1,4 @@
-"""Helpers for the ppo tests: an orchestrator over ppo (and bc, for warm starts)."""
+"""Helpers for the ppo tests: the kit's `townlet_train` over ppo (and bc, for warm starts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import townlet_strategies_bc.plugin
 import townlet_strategies_ppo.plugin
-from townlet_core import Orchestrator, StrategyRegistry
+from townlet_core import StrategyRegistry
 from townlet_core.dto import PPOTrainingResultDTO
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "townlet"
@@ -29,27 +29,22 @@ QUICK: dict[str, Any] = {
 }
 
 
-def make_orchestrator() -> Orchestrator:
-    registry = StrategyRegistry(discover=False)
-    registry.add_plugin(townlet_strategies_ppo.plugin, distribution="townlet-strategies-ppo")
-    registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
-    return Orchestrator(registry, quiet=True, progress=False)
+@pytest.fixture
+def ppo_registry(townlet_registry: StrategyRegistry) -> StrategyRegistry:
+    """The kit's registry with ppo and bc; `townlet_orchestrator` runs over it."""
+    townlet_registry.add_plugin(
+        townlet_strategies_ppo.plugin, distribution="townlet-strategies-ppo"
+    )
+    townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
+    return townlet_registry
 
 
 @pytest.fixture
-def train_ppo(tmp_path: Path):
-    """`train_ppo(section, seed=0, name="run")` runs ppo into tmp_path/name."""
+def train_ppo(ppo_registry: StrategyRegistry, townlet_train: Any) -> Any:
+    """`train_ppo(section, seed=0, name="run", config=None)` runs ppo into tmp_path/name."""
 
-    def run(
-        section: dict[str, Any], *, seed: int = 0, name: str = "run", **kwargs: Any
-    ) -> PPOTrainingResultDTO:
-        result = make_orchestrator().run(
-            "ppo",
-            config={"runs_root": str(tmp_path / "runs"), "ppo": section, **kwargs.pop("extra", {})},
-            seed=seed,
-            run_dir=tmp_path / name,
-            **kwargs,
-        )
+    def run(section: dict[str, Any], **kwargs: Any) -> PPOTrainingResultDTO:
+        result = townlet_train("ppo", section, **kwargs)
         assert isinstance(result, PPOTrainingResultDTO)
         return result
 

@@ -13,6 +13,7 @@ from townlet_core.runtime.metrics import read_metrics
 from .conftest import FIXTURES, QUICK
 
 
+@pytest.mark.slow
 def test_cartpole_reaches_475_within_60000_steps(train_ppo, tmp_path):
     result = train_ppo({"total_timesteps": 60_000}, seed=0)
     assert result.eval_episodes == 20

@@ -17,7 +17,7 @@ from townlet_core.runtime.metrics import read_metrics
 from townlet_strategies_ppo import checkpointing
 from townlet_strategies_ppo.telemetry import TIMING_FIELDS
 
-from .conftest import QUICK, make_orchestrator
+from .conftest import QUICK
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
@@ -41,7 +41,9 @@ def _assert_same_weights(a, b):
         assert torch.equal(wa[name], wb[name]), name
 
 
-def test_resume_after_an_interruption_equals_an_uninterrupted_run(train_ppo, tmp_path, monkeypatch):
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(
+    train_ppo, townlet_orchestrator, tmp_path, monkeypatch
+):
     train_ppo(QUICK, seed=3, name="whole")
     original = checkpointing.Checkpoints.save_periodic
 
@@ -53,16 +55,18 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(train_ppo, tmp
 
     monkeypatch.setattr(checkpointing.Checkpoints, "save_periodic", stop_after_update_2)
     with pytest.raises(KeyboardInterrupt):  # its own runs root: no carried-over counters
-        train_ppo(QUICK, seed=3, name="parts", extra={"runs_root": str(tmp_path / "other")})
+        train_ppo(QUICK, seed=3, name="parts", config={"runs_root": str(tmp_path / "other")})
     assert json.loads((tmp_path / "parts" / "run.json").read_text())["state"] == "interrupted"
     monkeypatch.undo()
-    resumed = make_orchestrator().resume(tmp_path / "parts")
+    resumed = townlet_orchestrator.resume(tmp_path / "parts")
     assert resumed.resumed_from_update == 2 and resumed.updates_run == 4
     _assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
     assert _lines(tmp_path / "whole") == _lines(tmp_path / "parts")
 
 
-def test_resume_rewinds_lines_logged_after_the_last_checkpoint(train_ppo, tmp_path, monkeypatch):
+def test_resume_rewinds_lines_logged_after_the_last_checkpoint(
+    train_ppo, townlet_orchestrator, tmp_path, monkeypatch
+):
     section = {**QUICK, "checkpoint_every": 2}
     train_ppo(section, seed=1, name="whole")
 
@@ -79,7 +83,7 @@ def test_resume_rewinds_lines_logged_after_the_last_checkpoint(train_ppo, tmp_pa
     original_log = MetricsSink.log
     monkeypatch.setattr(MetricsSink, "log", interrupting_log)
     with pytest.raises(KeyboardInterrupt):
-        train_ppo(section, seed=1, name="parts", extra={"runs_root": str(tmp_path / "other")})
+        train_ppo(section, seed=1, name="parts", config={"runs_root": str(tmp_path / "other")})
     monkeypatch.undo()
     assert [line["epoch"] for line in read_metrics(tmp_path / "parts" / "metrics.jsonl")] == [
         1,
@@ -88,10 +92,11 @@ def test_resume_rewinds_lines_logged_after_the_last_checkpoint(train_ppo, tmp_pa
         4,
         5,
     ]
-    make_orchestrator().resume(tmp_path / "parts")
+    townlet_orchestrator.resume(tmp_path / "parts")
     assert _lines(tmp_path / "whole") == _lines(tmp_path / "parts")
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_of_a_real_process(train_ppo, tmp_path):
     section = {**QUICK, "total_timesteps": 64 * 40}
     train_ppo(section, seed=5, name="whole")
@@ -146,55 +151,36 @@ def test_resume_after_sigkill_of_a_real_process(train_ppo, tmp_path):
     assert _lines(tmp_path / "whole") == _lines(run)
 
 
-def test_a_finished_run_cannot_be_resumed(train_ppo, tmp_path):
+def test_a_finished_run_cannot_be_resumed(train_ppo, townlet_orchestrator, tmp_path):
     from townlet_core.errors import RunDirectoryError
 
     train_ppo(QUICK)
     with pytest.raises(RunDirectoryError, match="this run already finished"):
-        make_orchestrator().resume(tmp_path / "run")
+        townlet_orchestrator.resume(tmp_path / "run")
 
 
-def test_bc_cannot_resume(tmp_path):
+def test_bc_cannot_resume(train_ppo, townlet_train, townlet_orchestrator, tmp_path, monkeypatch):
+    import townlet_strategies_bc.trainer as bc_trainer
     from townlet_core.errors import ConfigError
 
-    orchestrator = make_orchestrator()
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc_trainer, "_fit", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        import townlet_strategies_bc.trainer as bc_trainer
-
-        original = bc_trainer._fit
-
-        def interrupt(*args, **kwargs):
-            raise KeyboardInterrupt
-
-        bc_trainer._fit = interrupt
-        try:
-            orchestrator.run(
-                "bc",
-                config={
-                    "runs_root": str(tmp_path / "runs"),
-                    "bc": {"capture": {"episodes": 2, "max_episode_steps": 20}},
-                },
-                run_dir=tmp_path / "bc",
-            )
-        finally:
-            bc_trainer._fit = original
+        townlet_train("bc", {"capture": {"episodes": 2, "max_episode_steps": 20}}, name="bc")
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="strategy 'bc' cannot resume a stopped run"):
-        orchestrator.resume(tmp_path / "bc")
+        townlet_orchestrator.resume(tmp_path / "bc")
 
 
-def test_warm_start_from_bc_the_first_policy_is_the_bc_policy(tmp_path, monkeypatch):
-    orchestrator = make_orchestrator()
-    orchestrator.run(
+def test_warm_start_from_bc_the_first_policy_is_the_bc_policy(
+    train_ppo, townlet_train, tmp_path, monkeypatch
+):
+    townlet_train(
         "bc",
-        config={
-            "runs_root": str(tmp_path / "runs"),
-            "bc": {
-                "capture": {"episodes": 4, "max_episode_steps": 100},
-                "epochs": 3,
-                "eval_episodes": 2,
-            },
-        },
-        run_dir=tmp_path / "bc",
+        {"capture": {"episodes": 4, "max_episode_steps": 100}, "epochs": 3, "eval_episodes": 2},
+        name="bc",
     )
     bc_checkpoint = tmp_path / "bc" / "checkpoint"
     seen = {}
@@ -207,42 +193,25 @@ def test_warm_start_from_bc_the_first_policy_is_the_bc_policy(tmp_path, monkeypa
         return original(network, *args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "ppo_update", capture_first)
-    orchestrator.run(
-        "ppo",
-        config={
-            "runs_root": str(tmp_path / "runs"),
-            "ppo": {**QUICK, "init_checkpoint": str(bc_checkpoint)},
-        },
-        run_dir=tmp_path / "ppo",
-        seed=42,  # a fresh network from this seed would differ everywhere
-    )
+    # a fresh network from seed 42 would differ everywhere
+    train_ppo({**QUICK, "init_checkpoint": str(bc_checkpoint)}, name="ppo", seed=42)
     bc_weights = _weights(bc_checkpoint)
     for name, tensor in bc_weights.items():
         assert torch.equal(seen["state"][name], tensor), name
 
 
-def test_mismatched_init_checkpoint_is_refused_before_training(tmp_path):
+def test_mismatched_init_checkpoint_is_refused_before_training(train_ppo, townlet_train, tmp_path):
     from townlet_core.errors import DataError
 
-    orchestrator = make_orchestrator()
-    orchestrator.run(
+    townlet_train(
         "bc",
-        config={
-            "runs_root": str(tmp_path / "runs"),
-            "bc": {
-                "capture": {"env": "Acrobot-v1", "episodes": 2, "max_episode_steps": 30},
-                "epochs": 1,
-                "eval_episodes": 1,
-            },
+        {
+            "capture": {"env": "Acrobot-v1", "episodes": 2, "max_episode_steps": 30},
+            "epochs": 1,
+            "eval_episodes": 1,
         },
-        run_dir=tmp_path / "bc",
+        name="bc",
     )
     with pytest.raises(DataError, match=r"features: checkpoint reads 6, the data has 4"):
-        orchestrator.run(
-            "ppo",
-            config={
-                "runs_root": str(tmp_path / "runs"),
-                "ppo": {**QUICK, "init_checkpoint": str(tmp_path / "bc" / "checkpoint")},
-            },
-            run_dir=tmp_path / "ppo",
-        )
+        train_ppo({**QUICK, "init_checkpoint": str(tmp_path / "bc" / "checkpoint")}, name="ppo")
+    assert not (tmp_path / "ppo" / "metrics.jsonl").exists()  # not one update ran
