@@ -1,8 +1,7 @@
-"""An orchestrator over anneal, bc, ppo and the example cem strategy."""
+"""The kit's `townlet_train` over anneal, bc, ppo and the example cem strategy."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ import townlet_example_cem.plugin
 import townlet_strategies_anneal.plugin
 import townlet_strategies_bc.plugin
 import townlet_strategies_ppo.plugin
-from townlet_core import Orchestrator, StrategyRegistry
+from townlet_core import StrategyRegistry
 from townlet_core.dto import AnnealSummaryDTO
 
 PLUGINS = {
@@ -39,30 +38,36 @@ def ppo(cycle: int, **overrides: Any) -> dict[str, Any]:
     return {"cycle": cycle, "strategy": "ppo", "overrides": {**base, **overrides}}
 
 
-def make_orchestrator(*, without: tuple[str, ...] = ()) -> Orchestrator:
-    registry = StrategyRegistry(discover=False)
+#: A bc stage and a ppo stage that take about a second each (the policies are poor).
+SMALL_BC = {
+    "cycle": 0,
+    "strategy": "bc",
+    "overrides": {
+        "capture": {"env": "CartPole-v1", "episodes": 2, "max_episode_steps": 30},
+        "epochs": 1,
+        "eval_episodes": 1,
+    },
+}
+QUICK_PPO = ppo(1, total_timesteps=256, eval_episodes=1, max_episode_steps=30)
+
+
+def add_plugins(registry: StrategyRegistry, *, without: tuple[str, ...] = ()) -> None:
+    """Register every distribution in PLUGINS but those named in `without`."""
     for distribution, plugin in PLUGINS.items():
         if distribution not in without:
             registry.add_plugin(plugin, distribution=distribution)
-    return Orchestrator(registry, quiet=True, progress=False)
 
 
 @pytest.fixture
-def anneal(tmp_path: Path):
-    """`anneal(section, name="run")` runs anneal into tmp_path/name (ledger under tmp_path/runs)."""
+def anneal(townlet_registry: StrategyRegistry, townlet_train: Any) -> Any:
+    """`anneal(section, name="run", **other_sections)` runs anneal into tmp_path/name (the
+    ledger under tmp_path/runs)."""
+    add_plugins(townlet_registry)
 
     def run(
-        section: dict[str, Any] | None = None,
-        *,
-        name: str = "run",
-        without: tuple[str, ...] = (),
-        **extra: Any,
+        section: dict[str, Any] | None = None, *, name: str = "run", **extra: Any
     ) -> AnnealSummaryDTO:
-        result = make_orchestrator(without=without).run(
-            "anneal",
-            config={"runs_root": str(tmp_path / "runs"), "anneal": section or {}, **extra},
-            run_dir=tmp_path / name,
-        )
+        result = townlet_train("anneal", section, name=name, config=extra)
         assert isinstance(result, AnnealSummaryDTO)
         return result
 

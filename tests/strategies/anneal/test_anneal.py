@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -10,9 +11,10 @@ from townlet_core.errors import ConfigError, UnknownStrategyError
 from townlet_core.promotion import PromotionLedger
 from townlet_core.runtime.metrics import read_metrics
 
-from .conftest import BC, make_orchestrator, ppo
+from .conftest import BC, QUICK_PPO, SMALL_BC, add_plugins, ppo
 
 
+@pytest.mark.slow
 def test_default_task_passes_and_two_runs_make_the_candidate_ready(anneal, tmp_path):
     first = anneal()
     assert first.anneal_status == "PASS" and first.reasons == []
@@ -47,7 +49,7 @@ def test_default_task_passes_and_two_runs_make_the_candidate_ready(anneal, tmp_p
 
 
 def test_ppo_telemetry_inside_anneal_carries_the_anneal_fields(anneal, tmp_path):
-    anneal()
+    anneal({"schedule": [BC, QUICK_PPO]})
     line = read_metrics(tmp_path / "run" / "stages" / "01-cycle1-ppo" / "metrics.jsonl")[-1]
     assert line["anneal_cycle"] == 1 and line["anneal_stage"] == "ppo"
     assert line["anneal_dataset"] == "CartPole-v1"
@@ -55,6 +57,7 @@ def test_ppo_telemetry_inside_anneal_carries_the_anneal_fields(anneal, tmp_path)
     assert {"anneal_loss_flag", "anneal_queue_flag", "anneal_intensity_flag"} <= set(line)
 
 
+@pytest.mark.slow
 def test_bc_gate_failure_rolls_back_to_the_last_good_checkpoint(anneal, tmp_path):
     corrupted = {
         "cycle": 2,
@@ -76,12 +79,13 @@ def test_bc_gate_failure_rolls_back_to_the_last_good_checkpoint(anneal, tmp_path
 
 
 def test_an_impossible_threshold_fails_the_first_stage_with_nothing_kept(anneal, tmp_path):
-    result = anneal({"accuracy_threshold": 1.01, "schedule": [BC, ppo(1)]})
+    result = anneal({"accuracy_threshold": 1.01, "schedule": [SMALL_BC, QUICK_PPO]})
     assert (result.anneal_status, result.reasons) == ("FAIL", ["bc_stage_failed_cycle_0"])
-    assert len(result.stages) == 1 and result.final_checkpoint is None
+    assert len(result.stages) == 1 and result.checkpoint is None
     assert not (tmp_path / "run" / "checkpoint").exists()
 
 
+@pytest.mark.slow
 def test_a_destabilising_learning_rate_fires_the_return_guardrail(anneal, tmp_path):
     result = anneal({"schedule": [BC, ppo(1, learning_rate=0.03, lr_schedule="constant")]})
     assert result.anneal_status == "HOLD"
@@ -94,21 +98,22 @@ def test_a_destabilising_learning_rate_fires_the_return_guardrail(anneal, tmp_pa
     assert (tmp_path / "run" / "checkpoint" / "weights.safetensors").read_bytes() == bc.read_bytes()
 
 
-def test_a_third_party_strategy_can_be_a_stage(anneal):
-    cem = {
-        "cycle": 1,
-        "strategy": "cem",
-        "overrides": {
-            "iterations": 3,
-            "population": 8,
-            "eval_episodes": 2,
-            "max_episode_steps": 100,
-        },
-    }
-    result = anneal({"schedule": [BC, cem]})
-    assert [s.strategy for s in result.stages] == ["bc", "cem"]
-    assert result.stages[1].outcome == "accepted"
+def _cem(cycle):
+    overrides = {"iterations": 2, "population": 8, "eval_episodes": 2, "max_episode_steps": 100}
+    return {"cycle": cycle, "strategy": "cem", "overrides": overrides}
+
+
+def test_a_third_party_stage_starts_from_the_previous_stages_policy(anneal, tmp_path):
+    result = anneal({"schedule": [_cem(0), _cem(1)]})
+    assert [(s.strategy, s.outcome) for s in result.stages] == [("cem", "accepted")] * 2
+    first = tmp_path / "run" / "stages" / "00-cycle0-cem" / "policy.npz"
+    assert result.stages[1].warm_start == str(first)
     assert result.stages[1].result["env_id"] == "CartPole-v1"
+
+
+def test_a_stage_that_cannot_use_the_previous_checkpoint_stops_the_run_saying_why(anneal):
+    with pytest.raises(ConfigError, match="cem warm-starts only from the policy.npz"):
+        anneal({"schedule": [SMALL_BC, _cem(1)], "accuracy_threshold": 0.0})
 
 
 def test_stage_overrides_are_validated_by_the_strategys_own_model_before_training(anneal, tmp_path):
@@ -127,23 +132,25 @@ def test_a_stage_naming_a_missing_strategy_fails_before_training(anneal, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_anneal_without_ppo_installed_names_the_missing_strategy(tmp_path):
+def test_anneal_without_ppo_installed_names_the_missing_strategy(
+    townlet_registry, townlet_train, tmp_path
+):
+    add_plugins(townlet_registry, without=("townlet-strategies-ppo",))
     with pytest.raises(UnknownStrategyError) as info:
-        make_orchestrator(without=("townlet-strategies-ppo",)).run(
-            "anneal", config={"runs_root": str(tmp_path / "runs")}, run_dir=tmp_path / "run"
-        )
-    assert (
-        str(info.value)
-        == "Strategy 'anneal' requires strategies bc, ppo; missing: ppo -> pip install 'townlet-core[ppo]'"
+        townlet_train("anneal")  # the default schedule: bc, then ppo
+    assert str(info.value) == (
+        "Unknown strategy 'ppo'. Installed: anneal, bc, cem. "
+        "Install with: pip install 'townlet-core[ppo]'"
     )
     assert not (tmp_path / "run").exists()
 
 
 def test_stages_of_one_cycle_keep_their_order_and_cycles_sort(anneal):
-    result = anneal({"schedule": [ppo(1), BC]})
+    result = anneal({"schedule": [QUICK_PPO, SMALL_BC], "accuracy_threshold": 0.0})
     assert [s.strategy for s in result.stages] == ["bc", "ppo"]
 
 
+@pytest.mark.slow
 def test_exit_on_failure(tmp_path, monkeypatch, capsys):
     from townlet_core.cli import main
 
@@ -157,4 +164,6 @@ def test_exit_on_failure(tmp_path, monkeypatch, capsys):
     assert main([*args, "--run-dir", "b", "--exit-on-failure"]) == 1
     out = capsys.readouterr().out
     assert "anneal FAIL on CartPole-v1 (bc_stage_failed_cycle_0)" in out
-    assert "  00-cycle0-bc: rolled_back, accuracy 0.995 (gate 1.01)" in out
+    # the accuracy is what this bc run learned; the line's format is what is pinned here
+    line = r"^  00-cycle0-bc: rolled_back, accuracy 0\.\d{3} \(gate 1\.01\), eval_mean_return \S+$"
+    assert re.search(line, out, re.M), out
