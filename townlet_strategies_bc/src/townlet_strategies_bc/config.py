@@ -63,7 +63,10 @@ class BCConfig(BaseModel):
         "fastest for small networks and robust on busy machines.",
     )
     streaming: bool = Field(
-        False, description="Read trajectories one at a time (datasets larger than memory)."
+        False,
+        description="Leave the trajectories on disk and read them one at a time on every "
+        "pass (datasets larger than memory); batches are shuffled through a bounded buffer "
+        "and each epoch reads the data again.",
     )
     eval_env: str | None = Field(
         None,

@@ -4,6 +4,12 @@ Cross-entropy on the policy logits, Adam with weight decay, shuffled mini-batche
 (seed, epoch), an optional learning-rate schedule, early stopping on the held-out loss. Every
 number reported is measured: the training loss is the epoch mean over samples (the original
 reported its last mini-batch) and accuracy is on held-out trajectories as well as training.
+
+Two ways to hold the data, one training step. In memory (the default) each split is moved to
+the training device once as a `Split` and every epoch permutes it whole. With `bc.streaming`
+each split is a `StreamedSplit`: the trajectories stay on disk and every pass reads them one
+at a time, so memory holds a bounded shuffle buffer, one trajectory and a batch, never the
+dataset (see `StreamedSplit` for what each pass costs and how it shuffles).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +51,10 @@ EVAL_SEED_OFFSET = 1_000_003
 PERMUTE_WHOLE_BYTES = 64 * 2**20
 #: Training transitions scored after each epoch for the per-epoch training accuracy.
 TRAIN_ACCURACY_SAMPLE = 4096  # evaluation episodes never replay the captured ones
+#: Streaming: transitions in the block-shuffle buffer (at least one batch).
+STREAM_SHUFFLE_BUFFER = 8192
+#: Transitions per forward pass when scoring a split (and per read when streaming one).
+SCORE_BATCH = 8192
 
 
 @dataclass
@@ -57,6 +68,88 @@ class Split:
     @property
     def size(self) -> int:
         return int(self.actions.shape[0])
+
+    def rows(self, index: torch.Tensor | slice) -> Split:
+        return Split(
+            features=self.features[index],
+            map=None if self.map is None else self.map[index],
+            actions=self.actions[index],
+        )
+
+    def chunks(self, size: int) -> Iterator[Split]:
+        """The split in order, `size` transitions at a time (views, no copies)."""
+        for start in range(0, self.size, size):
+            yield self.rows(slice(start, start + size))
+
+
+@dataclass
+class StreamedSplit:
+    """One split left on disk (`bc.streaming`), read a trajectory at a time on every pass.
+
+    Design: the validation split is chosen by whole trajectory, exactly as in memory (the
+    same trajectories for the same seed), so no pass needs more than the trajectory at hand.
+    A training epoch reads the trajectories in an order shuffled from (seed, epoch), permutes
+    each one's steps, and block-shuffles them through a buffer of `shuffle_buffer`
+    transitions, so a batch mixes the several trajectories a block spans (see
+    `TransitionLoader`). That is a weaker shuffle than the in-memory permutation of the whole
+    split when the split is larger than the buffer, and equal to it when it is not.
+
+    Cost: every epoch reads the training split once and the validation split once more (for
+    `val_loss`); the per-epoch training accuracy uses a fixed sample of training transitions
+    gathered in one pass up front and kept in memory.
+    """
+
+    dataset: ReplayDataset
+    device: torch.device
+    seed: int
+    shuffle_buffer: int = STREAM_SHUFFLE_BUFFER
+
+    @property
+    def size(self) -> int:
+        return self.dataset.transitions
+
+    def shuffled(self, batch_size: int, epoch: int) -> Iterator[Split]:
+        """Epoch `epoch`'s training batches, shuffled from (seed, epoch)."""
+        loader = TransitionLoader(
+            self.dataset,
+            batch_size=batch_size,
+            seed=self.seed,
+            shuffle_buffer=max(batch_size, self.shuffle_buffer),
+        )
+        loader.epoch = epoch
+        return self._on_device(loader)
+
+    def chunks(self, size: int) -> Iterator[Split]:
+        """The split in manifest order, `size` transitions at a time."""
+        return self._on_device(TransitionLoader(self.dataset, batch_size=size, shuffle=False))
+
+    def sample(self, count: int, seed: int) -> Split:
+        """The same `count` transitions `_sample` draws from the split in memory (in order)."""
+        if self.size <= count:
+            wanted = np.arange(self.size)
+        else:
+            wanted = np.sort(np.random.default_rng(seed).choice(self.size, count, replace=False))
+        parts, start = [], 0
+        for chunk in self.chunks(SCORE_BATCH):
+            low, high = np.searchsorted(wanted, [start, start + chunk.size])
+            if high > low:
+                index = torch.from_numpy(wanted[low:high] - start).to(self.device)
+                parts.append(chunk.rows(index))
+            start += chunk.size
+        maps = [p.map for p in parts if p.map is not None]
+        return Split(
+            features=torch.cat([p.features for p in parts]),
+            map=torch.cat(maps) if maps else None,
+            actions=torch.cat([p.actions for p in parts]),
+        )
+
+    def _on_device(self, loader: TransitionLoader) -> Iterator[Split]:
+        for batch in loader:
+            yield Split(
+                features=torch.from_numpy(batch.features).to(self.device),
+                map=None if batch.map is None else torch.from_numpy(batch.map).to(self.device),
+                actions=torch.from_numpy(batch.actions).to(self.device),
+            )
 
 
 def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, str | None]:
@@ -124,18 +217,14 @@ def _network(
 
 
 @torch.no_grad()
-def _score(network: PolicyNetwork, split: Split, batch: int = 8192) -> tuple[float, float]:
+def _score(network: PolicyNetwork, split: Split | StreamedSplit) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole split, in evaluation mode."""
     network.eval()
     total_loss, correct = 0.0, 0
-    for start in range(0, split.size, batch):
-        end = start + batch
-        logits = network.logits(
-            split.features[start:end], None if split.map is None else split.map[start:end]
-        )
-        actions = split.actions[start:end]
-        total_loss += float(functional.cross_entropy(logits, actions, reduction="sum"))
-        correct += int((logits.argmax(dim=-1) == actions).sum())
+    for chunk in split.chunks(SCORE_BATCH):
+        logits = network.logits(chunk.features, chunk.map)
+        total_loss += float(functional.cross_entropy(logits, chunk.actions, reduction="sum"))
+        correct += int((logits.argmax(dim=-1) == chunk.actions).sum())
     return total_loss / split.size, correct / split.size
 
 
@@ -164,11 +253,7 @@ def _epoch(
     network.train()
     whole = split.features.nbytes + (0 if split.map is None else split.map.nbytes)
     if whole <= PERMUTE_WHOLE_BYTES:
-        source = Split(
-            features=split.features[order],
-            map=None if split.map is None else split.map[order],
-            actions=split.actions[order],
-        )
+        source = split.rows(order)
         order = torch.arange(split.size, device=order.device)
     else:
         source = split
@@ -181,28 +266,56 @@ def _epoch(
             if source is not split
             else order[start : start + batch_size]
         )
-        logits = network.logits(
-            source.features[rows], None if source.map is None else source.map[rows]
-        )
         actions = source.actions[rows]
-        loss = functional.cross_entropy(logits, actions)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        total_loss.add_(loss.detach(), alpha=len(actions))
+        loss = _step(
+            network,
+            optimizer,
+            source.features[rows],
+            None if source.map is None else source.map[rows],
+            actions,
+        )
+        total_loss.add_(loss, alpha=len(actions))
     return float(total_loss) / split.size
 
 
-def _sample(split: Split, count: int, seed: int) -> Split:
+def _streamed_epoch(
+    network: PolicyNetwork,
+    optimizer: torch.optim.Optimizer,
+    split: StreamedSplit,
+    batch_size: int,
+    epoch: int,
+) -> float:
+    """One pass over a streamed split, shuffled from (seed, epoch); the mean training loss."""
+    network.train()
+    total_loss = torch.zeros((), device=split.device)
+    for batch in split.shuffled(batch_size, epoch):
+        loss = _step(network, optimizer, batch.features, batch.map, batch.actions)
+        total_loss.add_(loss, alpha=batch.size)
+    return float(total_loss) / split.size
+
+
+def _step(
+    network: PolicyNetwork,
+    optimizer: torch.optim.Optimizer,
+    features: torch.Tensor,
+    map_batch: torch.Tensor | None,
+    actions: torch.Tensor,
+) -> torch.Tensor:
+    """One gradient step on one batch; returns its mean loss (detached)."""
+    loss = functional.cross_entropy(network.logits(features, map_batch), actions)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    optimizer.step()
+    return loss.detach()
+
+
+def _sample(split: Split | StreamedSplit, count: int, seed: int) -> Split:
+    if isinstance(split, StreamedSplit):
+        return split.sample(count, seed)
     if split.size <= count:
         return split
     rows = torch.from_numpy(np.random.default_rng(seed).choice(split.size, count, replace=False))
-    rows = rows.to(split.actions.device)
-    return Split(
-        features=split.features[rows],
-        map=None if split.map is None else split.map[rows],
-        actions=split.actions[rows],
-    )
+    return split.rows(rows.to(split.actions.device))
 
 
 def make_optimizer(
@@ -219,13 +332,12 @@ def _fit(
     context: TrainingContext,
     config: BCConfig,
     network: PolicyNetwork,
-    train_split: Split,
-    val_split: Split | None,
+    train_split: Split | StreamedSplit,
+    val_split: Split | StreamedSplit | None,
     source: Path,
 ) -> int:
     """Train for up to `config.epochs` epochs; leave the best weights in `network` (by
     validation loss when early stopping) and return the number of epochs run."""
-    device = train_split.actions.device
     optimizer = make_optimizer(network, config.learning_rate, config.weight_decay)
     best_state = copy.deepcopy(network.state_dict())
     best_val, stale, epochs_run = math.inf, 0, 0
@@ -238,9 +350,12 @@ def _fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             started = time.perf_counter()
-            shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
-            order = torch.from_numpy(shuffle).to(device)
-            loss = _epoch(network, optimizer, train_split, order, config.batch_size)
+            if isinstance(train_split, StreamedSplit):
+                loss = _streamed_epoch(network, optimizer, train_split, config.batch_size, epoch)
+            else:
+                shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
+                order = torch.from_numpy(shuffle).to(train_split.actions.device)
+                loss = _epoch(network, optimizer, train_split, order, config.batch_size)
             _sample_loss, accuracy = _score(network, sample_split)
             seconds = time.perf_counter() - started
             epochs_run = epoch + 1
@@ -298,8 +413,18 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     observation = _observation_spec(dataset)
     action_dim = dataset.action_dim
     network = _network(context, config, observation, action_dim).to(device)
-    train_split = _tensors(train_set, device)
-    val_split = _tensors(val_set, device) if val_set is not None else None
+    train_split: Split | StreamedSplit
+    val_split: Split | StreamedSplit | None
+    if config.streaming:
+        train_split = StreamedSplit(train_set, device, context.seed)
+        val_split = StreamedSplit(val_set, device, context.seed) if val_set is not None else None
+        context.log(
+            f"townlet: bc streams {train_split.size} training transitions from disk "
+            f"(shuffle buffer {max(config.batch_size, train_split.shuffle_buffer)})"
+        )
+    else:
+        train_split = _tensors(train_set, device)
+        val_split = _tensors(val_set, device) if val_set is not None else None
     epochs_run = _fit(context, config, network, train_split, val_split, source)
 
     train_loss, train_accuracy = _score(network, train_split)

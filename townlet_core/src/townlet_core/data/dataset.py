@@ -346,6 +346,13 @@ class TransitionLoader:
     is one permutation of them. Streaming, trajectories are read one at a time in a shuffled
     order and steps are permuted within each, so memory holds at most one trajectory, the
     previous one's leftover (less than a batch) and the batch being built.
+
+    Streaming with `shuffle_buffer=N` (at least `batch_size`; ignored in memory or without
+    `shuffle`) is a block shuffle: steps from the shuffled trajectories fill a buffer of N
+    transitions, the full buffer is permuted and emptied batch by batch, and the leftover
+    (less than a batch) starts the next block. A batch then mixes the several trajectories a
+    block spans instead of coming mostly from one; memory holds the buffer, its permutation,
+    one trajectory and one batch.
     """
 
     def __init__(
@@ -356,14 +363,21 @@ class TransitionLoader:
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        shuffle_buffer: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        if shuffle_buffer is not None and shuffle_buffer < batch_size:
+            raise DataError(
+                f"shuffle_buffer ({shuffle_buffer}) must hold at least one batch "
+                f"({batch_size} transitions); raise it or leave it unset"
+            )
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.shuffle_buffer = shuffle_buffer
         self.epoch = 0
         self._check_uniform_observations()
         self._arrays: dict[str, np.ndarray | None] | None = None
@@ -417,6 +431,8 @@ class TransitionLoader:
         rng = self._rng(epoch)
         if self._arrays is not None:
             yield from self._iter_memory(rng)
+        elif self.shuffle and self.shuffle_buffer is not None:
+            yield from self._iter_block_shuffled(rng, self.shuffle_buffer)
         else:
             yield from self._iter_streaming(rng)
 
@@ -455,22 +471,12 @@ class TransitionLoader:
         trajectories), and each trajectory is released before the next is read.
         """
         size = self.batch_size
-        count = self.dataset.num_trajectories
-        order = np.arange(count, dtype=np.int32 if count < 2**31 else np.int64)
-        if self.shuffle:
-            rng.shuffle(order)
+        order = self._trajectory_order(rng)
         buffer: dict[str, np.ndarray] | None = None
         filled = 0
-        for position in range(count):  # not order.tolist(): an int object per trajectory adds up
-            arrays = {
-                k: v
-                for k, v in _step_arrays(self.dataset.trajectory(int(order[position]))).items()
-                if v is not None
-            }
-            steps = int(arrays["actions"].shape[0])
-            perm = np.arange(steps, dtype=np.int32)  # half the bytes of a default index
-            if self.shuffle:
-                rng.shuffle(perm)
+        for position in range(len(order)):  # not order.tolist(): an int object each adds up
+            arrays, perm = self._trajectory_steps(int(order[position]), rng)
+            steps = len(perm)
             offset = 0
             while offset < steps:
                 if buffer is None:
@@ -486,6 +492,79 @@ class TransitionLoader:
             del arrays, perm  # release this trajectory before reading the next
         if buffer is not None and filled and not (self.drop_last and filled < size):
             yield _batch_from(buffer, filled)
+
+    def _iter_block_shuffled(
+        self, rng: np.random.Generator, capacity: int
+    ) -> Iterator[TransitionBatch]:
+        """Fill a buffer of `capacity` steps, permute it, empty it batch by batch; repeat.
+
+        Each batch is gathered into arrays of its own, so the buffer is reused; a block's
+        leftover (less than a batch) moves to the front of the buffer and the next block fills
+        in behind it. The last block, when the trajectories run out, is permuted and emptied
+        whole (its final batch may be short).
+        """
+        order = self._trajectory_order(rng)
+        pool: dict[str, np.ndarray] | None = None
+        filled = 0
+        for position in range(len(order)):
+            arrays, perm = self._trajectory_steps(int(order[position]), rng)
+            if pool is None:
+                pool = {k: np.empty((capacity, *v.shape[1:]), v.dtype) for k, v in arrays.items()}
+            offset = 0
+            while offset < len(perm):
+                take = min(capacity - filled, len(perm) - offset)
+                _copy_steps(arrays, perm[offset : offset + take], pool, filled)
+                filled += take
+                offset += take
+                if filled == capacity:
+                    block = _permutation(rng, capacity)
+                    whole = capacity - capacity % self.batch_size
+                    yield from self._batches_of(pool, block[:whole])
+                    leftover = block[whole:]
+                    for values in pool.values():
+                        values[: len(leftover)] = values[leftover]
+                    filled = len(leftover)
+                    del block, leftover
+            del arrays, perm  # release this trajectory before reading the next
+        if pool is not None and filled:
+            yield from self._batches_of(pool, _permutation(rng, filled))
+
+    def _batches_of(
+        self, pool: Mapping[str, np.ndarray], index: np.ndarray
+    ) -> Iterator[TransitionBatch]:
+        """Batches of the rows `index` of `pool`, in that order, each copied out of it."""
+        for start in range(0, len(index), self.batch_size):
+            rows = index[start : start + self.batch_size]
+            if self.drop_last and len(rows) < self.batch_size:
+                return
+            yield _batch_from({k: v[rows] for k, v in pool.items()}, len(rows))
+
+    def _trajectory_order(self, rng: np.random.Generator) -> np.ndarray:
+        """The order trajectories are read in this epoch (shuffled when `shuffle`)."""
+        count = self.dataset.num_trajectories
+        order = np.arange(count, dtype=np.int32 if count < 2**31 else np.int64)
+        if self.shuffle:
+            rng.shuffle(order)
+        return order
+
+    def _trajectory_steps(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Trajectory `index` read now as per-step arrays, and the order to take its steps in
+        (permuted when `shuffle`)."""
+        arrays = {
+            k: v for k, v in _step_arrays(self.dataset.trajectory(index)).items() if v is not None
+        }
+        steps = int(arrays["actions"].shape[0])
+        perm = _permutation(rng, steps) if self.shuffle else np.arange(steps, dtype=np.int32)
+        return arrays, perm
+
+
+def _permutation(rng: np.random.Generator, count: int) -> np.ndarray:
+    """A shuffled `arange(count)` as int32: half the bytes of numpy's default index."""
+    order = np.arange(count, dtype=np.int32)
+    rng.shuffle(order)
+    return order
 
 
 def _copy_steps(
