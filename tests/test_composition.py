@@ -10,6 +10,7 @@ committed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +162,10 @@ def test_streaks_are_kept_per_schedule(tmp_path):
     other = anneal(tmp_path, [cem(0), cem(1)], name="two", seed=2)
     assert other.anneal_status == "PASS"
     assert other.promotion["pass_streak"] == 1  # its own lineage, not the first schedule's
-    assert other.promotion["lineage"] != anneal(tmp_path, [cem(0)], name="x", seed=3).promotion[
-        "lineage"
-    ]
+    assert (
+        other.promotion["lineage"]
+        != anneal(tmp_path, [cem(0)], name="x", seed=3).promotion["lineage"]
+    )
 
 
 def test_baselines_are_kept_per_stage_strategy(tmp_path):
@@ -209,6 +211,7 @@ def test_the_ledger_is_written_only_after_the_result_is_committed(tmp_path, monk
     monkeypatch.setattr(RunDirectory, "write_result", fail_for_the_top_run)
     with pytest.raises(RunDirectoryError, match="disk full"):
         anneal(tmp_path, [cem(0)], name="run", seed=1)
-    assert RunDirectory(tmp_path / "run").status_path.read_text().count('"error"') == 1
+    status = json.loads(RunDirectory(tmp_path / "run").status_path.read_text())
+    assert status["state"] == "error" and "disk full" in status["error"]
     ledger = tmp_path / "runs" / "promotion.sqlite"
     assert not ledger.exists() or PromotionLedger(ledger).lineages() == []

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from townlet_core import Orchestrator, StrategyRegistry  # noqa: E402
-from townlet_core.checkpoints import read_info  # noqa: E402
+from townlet_core import Orchestrator, StrategyRegistry
+from townlet_core.checkpoints import read_info
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 BLOCK = re.compile(r"<!-- file: (?P<path>[\w/]+\.py) -->\n```python\n(?P<code>.*?)```", re.S)
@@ -60,7 +60,7 @@ def test_the_doc_strategy_trains_and_writes_a_shared_checkpoint(reinforce, tmp_p
     first = _run(reinforce, tmp_path, "one", **config)
     info = read_info(tmp_path / "one" / first.checkpoint)
     assert (info.producer.strategy, info.action_dim, info.env_id) == ("reinforce", 2, "CartPole-v1")
-    again = _run(reinforce, tmp_path, "two", **config)
+    _run(reinforce, tmp_path, "two", **config)
     weights = "checkpoint/weights.safetensors"
     assert (tmp_path / "one" / weights).read_bytes() == (tmp_path / "two" / weights).read_bytes()
 

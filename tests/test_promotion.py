@@ -12,6 +12,9 @@ from townlet_core.cli import main
 from townlet_core.errors import ConfigError
 from townlet_core.promotion import PromotionLedger, decide, verdict
 
+#: A candidate with a policy (a PASS without one is refused: see the tests below).
+POLICY = {"checkpoint": "runs/x/checkpoint", "run_dir": "runs/x"}
+
 
 @pytest.fixture
 def ledger(tmp_path):
@@ -19,9 +22,9 @@ def ledger(tmp_path):
 
 
 def test_streak_grows_on_pass_and_resets_on_hold_or_fail(ledger):
-    assert ledger.record_evaluation("PASS")["pass_streak"] == 1
+    assert ledger.record_evaluation("PASS", POLICY)["pass_streak"] == 1
     assert ledger.record_evaluation("HOLD")["pass_streak"] == 0
-    assert ledger.record_evaluation("PASS")["pass_streak"] == 1
+    assert ledger.record_evaluation("PASS", POLICY)["pass_streak"] == 1
     snapshot = ledger.record_evaluation("FAIL")
     assert (snapshot["pass_streak"], snapshot["last_result"], snapshot["evaluations"]) == (
         0,
@@ -51,16 +54,16 @@ def test_states_monitoring_ready_promoted(ledger):
 
 def test_state_persists_across_instances_and_required_passes_is_configurable(tmp_path):
     path = tmp_path / "promotion.sqlite"
-    PromotionLedger(path, required_passes=3).record_evaluation("PASS")
+    PromotionLedger(path, required_passes=3).record_evaluation("PASS", POLICY)
     reopened = PromotionLedger(path)
     assert reopened.snapshot()["pass_streak"] == 1
     assert reopened.snapshot()["required_passes"] == 3
-    reopened.record_evaluation("PASS")
-    assert reopened.record_evaluation("PASS")["candidate_ready"] is True
+    reopened.record_evaluation("PASS", POLICY)
+    assert reopened.record_evaluation("PASS", POLICY)["candidate_ready"] is True
 
 
 def test_promote_requires_a_ready_candidate(ledger):
-    ledger.record_evaluation("PASS")
+    ledger.record_evaluation("PASS", POLICY)
     with pytest.raises(
         ConfigError,
         match=r"no candidate is ready to promote \(state monitoring, pass streak 1 of 2\)",
@@ -101,7 +104,7 @@ from pathlib import Path
 from townlet_core.promotion import PromotionLedger
 ledger = PromotionLedger(Path(sys.argv[1]))
 for _ in range(int(sys.argv[2])):
-    ledger.record_evaluation("PASS")
+    ledger.record_evaluation("PASS", {"checkpoint": "c"})
 """
 
 

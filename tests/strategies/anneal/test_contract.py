@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, ClassVar
-
-import pytest
 
 from townlet_core.testing import StrategyContract
 
@@ -39,14 +36,6 @@ class TestAnnealContract(StrategyContract):
         # a copy of the ppo stage's checkpoint: see TestPPOContract.differing_files
         "checkpoint/state.pt": "unseeded gymnasium space generators in the pickled env",
     }
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="anneal cannot run as a stage: its after_commit reads config.json, which a "
-        "stage directory does not have (and it ignores context.warm_start)",
-    )
-    def test_a_second_run_warm_starts_from_the_checkpoint(self, tmp_path: Path) -> None:
-        super().test_a_second_run_warm_starts_from_the_checkpoint(tmp_path)
 
 
 def test_anneal_imports_no_torch_and_no_other_strategy():

@@ -1,36 +1,50 @@
 """The promotion ledger: which trained policy is the candidate, and is it ready?
 
-A SQLite file (standard library) shared by every run and process of a project: each
-anneal run records its verdict in one transaction (`BEGIN IMMEDIATE`), so two runs
-finishing together lose no update and a crash never leaves it half-written. The pass streak
-grows on PASS and resets on HOLD or FAIL; at `required_passes` the candidate is ready;
-`promote` makes it the current release and `rollback` returns to the previous one.
+A SQLite file (standard library) shared by every run and process of a project. Every update
+is one `BEGIN IMMEDIATE` transaction, so two runs finishing together lose no update and a
+crash never leaves it half-written. Nothing read from it runs code: rows hold JSON text.
 
-States: monitoring -> ready (streak reached) -> promoted (after `promote`); a HOLD or FAIL
-while ready returns to monitoring.
+It counts **evidence, not repetitions**, per **lineage** (a schedule; anneal names it by
+label and a digest of the schedule, so another schedule in the same runs folder keeps a
+streak of its own). Per lineage:
+
+| verdict                                   | streak      | counted | state afterwards          |
+| ----------------------------------------- | ----------- | ------- | ------------------------- |
+| PASS, new evidence, with a checkpoint     | + 1         | yes     | ready once streak >= N    |
+| PASS whose evidence was already counted   | unchanged   | no      | unchanged (`repeat_of`)   |
+| PASS without a checkpoint                 | unchanged   | no      | unchanged (`refused`)     |
+| HOLD or FAIL                              | reset to 0  | yes     | monitoring                |
+
+`evidence` is a fingerprint of the run's seed, config and code versions
+(`evidence_fingerprint`): the same command with the same seed twice is one piece of
+evidence. `promote` makes the ready candidate the lineage's current release (state
+promoted, streak restarts); `rollback` returns to the previous release (state monitoring).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from townlet_core.errors import ConfigError, DataError
-from townlet_core.runtime.run_dir import utc_now
 
 LEDGER_FILE = "promotion.sqlite"
 HISTORY_LIMIT = 200
 DEFAULT_REQUIRED_PASSES = 2
+#: The lineage of verdicts recorded without one, and of a migrated single-lineage ledger.
+DEFAULT_LINEAGE = "default"
 
 Decision = Literal["PROMOTE", "HOLD", "FAIL"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
+CREATE TABLE IF NOT EXISTS lineages (
+    name TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     pass_streak INTEGER NOT NULL,
     required_passes INTEGER NOT NULL,
@@ -41,37 +55,61 @@ CREATE TABLE IF NOT EXISTS ledger (
     candidate TEXT,
     current_release INTEGER
 );
+CREATE TABLE IF NOT EXISTS evidence (
+    lineage TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    run_dir TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (lineage, fingerprint)
+);
 CREATE TABLE IF NOT EXISTS releases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     promoted_at TEXT NOT NULL,
     candidate TEXT NOT NULL,
-    note TEXT
+    note TEXT,
+    lineage TEXT NOT NULL DEFAULT 'default'
 );
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
     event TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    lineage TEXT NOT NULL DEFAULT 'default'
 );
 """
 
+_LINEAGE_COLUMNS = (
+    "state, pass_streak, required_passes, evaluations, last_result, last_evaluated_at, "
+    "candidate_ready_at, candidate, current_release"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def evidence_fingerprint(seed: int, config: Mapping[str, Any], versions: Mapping[str, Any]) -> str:
+    """What makes a run a repeat of another: its seed, its config and its code versions."""
+    canonical = json.dumps(
+        {"seed": seed, "config": config, "versions": versions}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
 
 class PromotionLedger:
-    """Open (creating if needed) the ledger at `path`."""
+    """Open (creating or migrating if needed) the ledger at `path`.
+
+    `required_passes` sets the streak a lineage needs (for lineages created from now on, and
+    for every lineage when it changes)."""
 
     def __init__(self, path: Path, *, required_passes: int | None = None) -> None:
         self.path = path
+        self.required_passes = required_passes
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
-            row = db.execute("SELECT required_passes FROM ledger WHERE id = 1").fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO ledger VALUES "
-                    "(1, 'monitoring', 0, ?, 0, NULL, NULL, NULL, NULL, NULL)",
-                    (required_passes or DEFAULT_REQUIRED_PASSES,),
-                )
-            elif required_passes is not None and row[0] != required_passes:
-                db.execute("UPDATE ledger SET required_passes = ? WHERE id = 1", (required_passes,))
+            _migrate_single_row_ledger(db)
+            if required_passes is not None:
+                db.execute("UPDATE lineages SET required_passes = ?", (required_passes,))
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -98,118 +136,211 @@ class PromotionLedger:
             db.close()
 
     @staticmethod
-    def _event(db: sqlite3.Connection, event: str, detail: Mapping[str, Any]) -> None:
+    def _event(db: sqlite3.Connection, lineage: str, event: str, detail: Mapping[str, Any]) -> None:
         db.execute(
-            "INSERT INTO history (at, event, detail) VALUES (?, ?, ?)",
-            (utc_now().isoformat(), event, json.dumps(dict(detail), default=str)),
+            "INSERT INTO history (at, event, detail, lineage) VALUES (?, ?, ?, ?)",
+            (_now(), event, json.dumps(dict(detail), default=str), lineage),
         )
         db.execute(
             "DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?", (HISTORY_LIMIT,)
         )
 
+    def _row(
+        self, db: sqlite3.Connection, lineage: str, *, create: bool = False
+    ) -> tuple[Any, ...]:
+        """The lineage's row; a new lineage is created when `create`, and an empty ledger
+        reads as one fresh lineage (monitoring, no streak)."""
+        row = db.execute(
+            f"SELECT {_LINEAGE_COLUMNS} FROM lineages WHERE name = ?", (lineage,)
+        ).fetchone()
+        if row is not None:
+            return tuple(row)
+        required = self.required_passes or DEFAULT_REQUIRED_PASSES
+        if create:
+            db.execute(
+                "INSERT INTO lineages VALUES "
+                "(?, 'monitoring', 0, ?, 0, NULL, NULL, NULL, NULL, NULL)",
+                (lineage, required),
+            )
+            return self._row(db, lineage)
+        if db.execute("SELECT COUNT(*) FROM lineages").fetchone()[0] == 0:
+            return ("monitoring", 0, required, 0, None, None, None, None, None)
+        raise ConfigError(f"{self.path}: no lineage {lineage!r}; {self._known(db)}")
+
+    @staticmethod
+    def _known(db: sqlite3.Connection) -> str:
+        names = [r[0] for r in db.execute("SELECT name FROM lineages ORDER BY name")]
+        return f"lineages: {', '.join(names)}" if names else "no verdict recorded yet"
+
+    def _choose(self, db: sqlite3.Connection, lineage: str | None) -> str:
+        """`lineage`, or the only one there is."""
+        if lineage is not None:
+            return lineage
+        names = [r[0] for r in db.execute("SELECT name FROM lineages ORDER BY name")]
+        if len(names) == 1:
+            return str(names[0])
+        if not names:
+            return DEFAULT_LINEAGE
+        raise ConfigError(
+            f"{self.path} holds several lineages ({', '.join(names)}); pass --lineage NAME"
+        )
+
     # ------------------------------------------------------------------ updates
 
     def record_evaluation(
-        self, status: str, candidate: Mapping[str, Any] | None = None
+        self,
+        status: str,
+        candidate: Mapping[str, Any] | None = None,
+        *,
+        lineage: str = DEFAULT_LINEAGE,
+        evidence: str | None = None,
     ) -> dict[str, Any]:
-        """Record one PASS/HOLD/FAIL verdict; return the ledger's snapshot afterwards."""
+        """Record one PASS/HOLD/FAIL verdict of `lineage`; return its snapshot, with
+        `counted` (did it move the streak), `repeat_of` (the run whose evidence it repeats)
+        and `refused` (why a PASS was not taken as a candidate)."""
         status = status.upper()
         if status not in ("PASS", "HOLD", "FAIL"):
             raise ConfigError(f"promotion status must be PASS, HOLD or FAIL, not {status!r}")
+        candidate = dict(candidate or {})
         with self._transaction() as db:
-            state, streak, required, evaluations = db.execute(
-                "SELECT state, pass_streak, required_passes, evaluations FROM ledger WHERE id = 1"
-            ).fetchone()
-            now = utc_now().isoformat()
-            streak = streak + 1 if status == "PASS" else 0
-            ready = streak >= required
-            if ready and state != "ready":
-                state, ready_at = "ready", now
-                self._event(db, "candidate_ready", {"pass_streak": streak, **(candidate or {})})
-            elif not ready and state == "ready":
-                state, ready_at = "monitoring", None
-            else:
-                ready_at = db.execute("SELECT candidate_ready_at FROM ledger").fetchone()[0]
-                if state == "promoted" and status != "PASS":
+            state, streak, required, evaluations, *_rest = self._row(db, lineage, create=True)
+            ready_at, kept = _rest[2], _rest[3]
+            now = _now()
+            repeat_of: str | None = None
+            refused: str | None = None
+            if status == "PASS" and evidence is not None:
+                row = db.execute(
+                    "SELECT run_dir FROM evidence WHERE lineage = ? AND fingerprint = ?",
+                    (lineage, evidence),
+                ).fetchone()
+                repeat_of = None if row is None else str(row[0])
+            if status == "PASS" and repeat_of is None and not candidate.get("checkpoint"):
+                refused = "no_checkpoint"
+            counted = repeat_of is None and refused is None
+            if counted:
+                if status == "PASS":
+                    streak += 1
+                    kept = json.dumps(candidate)
+                    if evidence is not None:
+                        db.execute(
+                            "INSERT INTO evidence VALUES (?, ?, ?, ?)",
+                            (lineage, evidence, candidate.get("run_dir"), now),
+                        )
+                else:
+                    streak, kept = 0, None
+                if streak >= required and state != "ready":
+                    state, ready_at = "ready", now
+                    self._event(
+                        db, lineage, "candidate_ready", {"pass_streak": streak, **candidate}
+                    )
+                elif streak < required and state == "ready":
+                    state, ready_at = "monitoring", None
+                elif state == "promoted" and status != "PASS":
                     state = "monitoring"
             db.execute(
-                "UPDATE ledger SET state = ?, pass_streak = ?, evaluations = ?, last_result = ?, "
-                "last_evaluated_at = ?, candidate_ready_at = ?, candidate = ? WHERE id = 1",
-                (
-                    state,
-                    streak,
-                    evaluations + 1,
-                    status.lower(),
-                    now,
-                    ready_at,
-                    json.dumps(dict(candidate)) if status == "PASS" and candidate else None,
-                ),
+                "UPDATE lineages SET state = ?, pass_streak = ?, evaluations = ?, "
+                "last_result = ?, last_evaluated_at = ?, candidate_ready_at = ?, candidate = ? "
+                "WHERE name = ?",
+                (state, streak, evaluations + 1, status.lower(), now, ready_at, kept, lineage),
             )
-            self._event(db, "evaluation", {"status": status, "pass_streak": streak})
-        return self.snapshot()
+            self._event(
+                db,
+                lineage,
+                "evaluation",
+                {"status": status, "pass_streak": streak, "counted": counted}
+                | ({"repeat_of": repeat_of} if repeat_of else {})
+                | ({"refused": refused} if refused else {}),
+            )
+        return {
+            **self.snapshot(lineage),
+            "counted": counted,
+            "repeat_of": repeat_of,
+            "refused": refused,
+        }
 
-    def promote(self, note: str | None = None) -> dict[str, Any]:
-        """Make the ready candidate the current release (and start a new streak)."""
+    def promote(self, note: str | None = None, *, lineage: str | None = None) -> dict[str, Any]:
+        """Make the lineage's ready candidate its current release (and start a new streak)."""
         with self._transaction() as db:
-            state, streak, required, candidate = db.execute(
-                "SELECT state, pass_streak, required_passes, candidate FROM ledger WHERE id = 1"
-            ).fetchone()
+            lineage = self._choose(db, lineage)
+            state, streak, required, *_rest = self._row(db, lineage)
+            candidate = _rest[4]
             if state != "ready" or candidate is None:
                 raise ConfigError(
                     f"no candidate is ready to promote (state {state}, pass streak {streak} of "
                     f"{required}); run anneal until {required} consecutive PASS"
                 )
+            if not json.loads(candidate).get("checkpoint"):  # pragma: no cover - refused above
+                raise ConfigError("the candidate has no checkpoint; it cannot be released")
             cursor = db.execute(
-                "INSERT INTO releases (promoted_at, candidate, note) VALUES (?, ?, ?)",
-                (utc_now().isoformat(), candidate, note),
+                "INSERT INTO releases (promoted_at, candidate, note, lineage) VALUES (?, ?, ?, ?)",
+                (_now(), candidate, note, lineage),
             )
             db.execute(
-                "UPDATE ledger SET state = 'promoted', pass_streak = 0, candidate = NULL, "
-                "candidate_ready_at = NULL, current_release = ? WHERE id = 1",
-                (cursor.lastrowid,),
+                "UPDATE lineages SET state = 'promoted', pass_streak = 0, candidate = NULL, "
+                "candidate_ready_at = NULL, current_release = ? WHERE name = ?",
+                (cursor.lastrowid, lineage),
             )
-            self._event(db, "promoted", {"release": cursor.lastrowid, **json.loads(candidate)})
-        return self.snapshot()
+            self._event(
+                db, lineage, "promoted", {"release": cursor.lastrowid, **json.loads(candidate)}
+            )
+        return self.snapshot(lineage)
 
-    def rollback(self, to_release: int | None = None) -> dict[str, Any]:
-        """Return to the previous release (or `to_release`)."""
+    def rollback(
+        self, to_release: int | None = None, *, lineage: str | None = None
+    ) -> dict[str, Any]:
+        """Return the lineage to its previous release (or `to_release`)."""
         with self._transaction() as db:
-            current = db.execute("SELECT current_release FROM ledger WHERE id = 1").fetchone()[0]
+            lineage = self._choose(db, lineage)
+            current = self._row(db, lineage)[8]
             if current is None:
                 raise ConfigError("nothing to roll back: no release has been promoted yet")
             if to_release is None:
-                row = db.execute("SELECT MAX(id) FROM releases WHERE id < ?", (current,)).fetchone()
+                row = db.execute(
+                    "SELECT MAX(id) FROM releases WHERE id < ? AND lineage = ?", (current, lineage)
+                ).fetchone()
                 to_release = row[0]
                 if to_release is None:
                     raise ConfigError(
                         f"release {current} is the first one; there is no earlier release"
                     )
             elif (
-                db.execute("SELECT 1 FROM releases WHERE id = ?", (to_release,)).fetchone() is None
+                db.execute(
+                    "SELECT 1 FROM releases WHERE id = ? AND lineage = ?", (to_release, lineage)
+                ).fetchone()
+                is None
             ):
-                raise ConfigError(f"no release {to_release} in {self.path}")
+                raise ConfigError(f"no release {to_release} of lineage {lineage} in {self.path}")
             db.execute(
-                "UPDATE ledger SET current_release = ?, state = 'monitoring', pass_streak = 0 "
-                "WHERE id = 1",
-                (to_release,),
+                "UPDATE lineages SET current_release = ?, state = 'monitoring', pass_streak = 0 "
+                "WHERE name = ?",
+                (to_release, lineage),
             )
-            self._event(db, "rollback", {"from": current, "to": to_release})
-        return self.snapshot()
+            self._event(db, lineage, "rollback", {"from": current, "to": to_release})
+        return self.snapshot(lineage)
 
     # ------------------------------------------------------------------ reading
 
-    def snapshot(self) -> dict[str, Any]:
+    def lineages(self) -> list[str]:
         db = self._connect()
         try:
-            row = db.execute(
-                "SELECT state, pass_streak, required_passes, evaluations, last_result, "
-                "last_evaluated_at, candidate_ready_at, candidate, current_release FROM ledger"
-            ).fetchone()
+            return [str(r[0]) for r in db.execute("SELECT name FROM lineages ORDER BY name")]
+        finally:
+            db.close()
+
+    def snapshot(self, lineage: str | None = None) -> dict[str, Any]:
+        """One lineage's state (the only one when `lineage` is None and there is one)."""
+        db = self._connect()
+        try:
+            lineage = self._choose(db, lineage)
+            row = self._row(db, lineage)
             releases = db.execute(
-                "SELECT id, promoted_at, candidate, note FROM releases ORDER BY id"
+                "SELECT id, promoted_at, candidate, note FROM releases WHERE lineage = ? "
+                "ORDER BY id",
+                (lineage,),
             ).fetchall()
             history = db.execute(
-                "SELECT at, event, detail FROM history ORDER BY id DESC LIMIT 20"
+                "SELECT at, event, detail FROM history WHERE lineage = ? ORDER BY id DESC LIMIT 20",
+                (lineage,),
             ).fetchall()
         finally:
             db.close()
@@ -220,6 +351,7 @@ class PromotionLedger:
         }
         return {
             "ledger": str(self.path),
+            "lineage": lineage,
             "state": state,
             "pass_streak": streak,
             "required_passes": required,
@@ -235,6 +367,31 @@ class PromotionLedger:
                 {"at": at, "event": event, **json.loads(detail)} for at, event, detail in history
             ],
         }
+
+    def find_candidate(self, run_dir: str) -> dict[str, Any] | None:
+        """The snapshot of the lineage whose current candidate is `run_dir`'s, if any."""
+        for lineage in self.lineages():
+            snapshot = self.snapshot(lineage)
+            if (snapshot["candidate"] or {}).get("run_dir") == run_dir:
+                return snapshot
+        return None
+
+
+def _migrate_single_row_ledger(db: sqlite3.Connection) -> None:
+    """A ledger written before lineages (one `ledger` row) becomes lineage 'default'."""
+    old = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone()
+    if old is None:
+        return
+    columns = {r[1] for r in db.execute("PRAGMA table_info(releases)")}
+    if "lineage" not in columns:
+        db.execute("ALTER TABLE releases ADD COLUMN lineage TEXT NOT NULL DEFAULT 'default'")
+    if "lineage" not in {r[1] for r in db.execute("PRAGMA table_info(history)")}:
+        db.execute("ALTER TABLE history ADD COLUMN lineage TEXT NOT NULL DEFAULT 'default'")
+    db.execute(
+        f"INSERT OR IGNORE INTO lineages SELECT ?, {_LINEAGE_COLUMNS} FROM ledger WHERE id = 1",
+        (DEFAULT_LINEAGE,),
+    )
+    db.execute("DROP TABLE ledger")
 
 
 def decide(status: str, candidate_ready: bool, reasons: list[str]) -> tuple[Decision, list[str]]:

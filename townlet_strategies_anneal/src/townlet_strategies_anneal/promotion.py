@@ -33,8 +33,12 @@ def lineage(label: str, config: AnnealConfig) -> str:
 
 
 def evidence(context: TrainingContext) -> str:
-    """Fingerprint of what makes this run a repeat of another: seed, config, code."""
-    snapshot = json.loads((context.run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    """Fingerprint of what makes this run a repeat of another: seed, config, code (read from
+    the top-level run's `config.json`; anneal may itself be a stage of another run)."""
+    top = context
+    while top.parent is not None:
+        top = top.parent
+    snapshot = json.loads((top.run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     config = {k: v for k, v in snapshot["config"].items() if k not in _PLACE_SETTINGS}
     if isinstance(config.get("anneal"), dict):
         config["anneal"] = {k: v for k, v in config["anneal"].items() if k != "ledger"}

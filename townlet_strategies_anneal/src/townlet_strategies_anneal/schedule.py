@@ -52,7 +52,8 @@ def prepare(context: TrainingContext, config: AnnealConfig) -> None:
 def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
     """Run the schedule; the summary's checkpoint is the last accepted stage's policy."""
     baselines = load_baselines(context.state.get("baselines", {}))
-    last_good: Path | None = config.init_checkpoint
+    # A warm start handed in by a composing run, else the configured one, starts stage one.
+    last_good: Path | None = context.warm_start or config.init_checkpoint
     last_return: float | None = None
     last_bc: dict[str, Any] = {}
     stages: list[AnnealStageResultDTO] = []

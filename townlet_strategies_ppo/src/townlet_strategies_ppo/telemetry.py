@@ -3,7 +3,7 @@
 The always-present keys come first in the original's order; `baseline_*` follow when the
 data has baseline metrics, `conflict.*` when it has conflict features, and then what live
 training adds (episode returns, explained variance, approximate KL, speed). A composing
-strategy adds its own fields to each line (anneal's `anneal_*`), PPO knows nothing of them.
+strategy adds its own fields to each line; PPO knows nothing of them.
 """
 
 from __future__ import annotations

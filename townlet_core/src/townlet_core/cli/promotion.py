@@ -19,6 +19,11 @@ ledger_option = click.option(
     help="The promotion ledger (anneal writes RUNS_ROOT/promotion.sqlite).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+lineage_option = click.option(
+    "--lineage",
+    help="The schedule's lineage (see `townlet promotion status`); needed when the ledger "
+    "holds several.",
+)
 
 
 @click.group()
@@ -31,6 +36,7 @@ def _print_snapshot(snapshot: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(snapshot, indent=2))
         return
     ready = "yes" if snapshot["candidate_ready"] else "no"
+    click.echo(f"lineage: {snapshot['lineage']}")
     click.echo(f"state: {snapshot['state']} (ledger {snapshot['ledger']})")
     click.echo(
         f"pass streak: {snapshot['pass_streak']} of {snapshot['required_passes']} "
@@ -63,11 +69,24 @@ def _open(path: Path, must_exist: bool = True) -> Any:
 
 
 @promotion.command("status")
+@lineage_option
 @ledger_option
 @json_option
-def status_command(ledger: Path, as_json: bool) -> None:
-    """Show the state, pass streak, candidate and current release."""
-    _print_snapshot(_open(ledger).snapshot(), as_json)
+def status_command(lineage: str | None, ledger: Path, as_json: bool) -> None:
+    """Show the state, pass streak, candidate and current release of each lineage."""
+    book = _open(ledger)
+    names = [lineage] if lineage else book.lineages()
+    if not names:
+        click.echo(f"no verdict recorded yet in {ledger}")
+        return
+    if as_json:
+        snapshots = [book.snapshot(name) for name in names]
+        click.echo(json.dumps(snapshots[0] if lineage else snapshots, indent=2))
+        return
+    for index, name in enumerate(names):
+        if index:
+            click.echo("")
+        _print_snapshot(book.snapshot(name), as_json=False)
 
 
 @promotion.command("evaluate")
@@ -116,7 +135,9 @@ def evaluate_command(
         raise DataError(f"{source}: the payload must be a JSON object")
     status, ready, reasons = verdict(payload)
     if ready is None:
-        ready = bool(ledger.exists() and _open(ledger).snapshot()["candidate_ready"])
+        ready, known = _readiness_of_this_run(run_dir, ledger)
+        if not known and status.upper() == "PASS":
+            reasons = [*reasons, "no_promotion_block"]
     decision, reasons = decide(status, ready, reasons)
     if as_json:
         click.echo(
@@ -137,21 +158,36 @@ def evaluate_command(
     ctx.exit(0 if dry_run else EXIT_CODES[decision])
 
 
+def _readiness_of_this_run(run_dir: Path | None, ledger: Path) -> tuple[bool, bool]:
+    """(ready, known) for a payload without a promotion block: only the ledger's view of
+    this very run counts, never another run's candidate; no run directory, or no record of
+    it, is not ready."""
+    found = None
+    if run_dir is not None and ledger.exists():
+        book = _open(ledger)
+        found = book.find_candidate(str(run_dir)) or book.find_candidate(str(run_dir.resolve()))
+    return (bool(found["candidate_ready"]), True) if found else (False, False)
+
+
 @promotion.command("promote")
 @click.option("--note", help="Why (kept in the release history).")
+@lineage_option
 @ledger_option
 @json_option
-def promote_command(note: str | None, ledger: Path, as_json: bool) -> None:
+def promote_command(note: str | None, lineage: str | None, ledger: Path, as_json: bool) -> None:
     """Make the ready candidate the current release."""
-    _print_snapshot(_open(ledger).promote(note), as_json)
+    _print_snapshot(_open(ledger).promote(note, lineage=lineage), as_json)
 
 
 @promotion.command("rollback")
 @click.option(
     "--to", "to_release", type=int, help="Release id to return to (default: the previous)."
 )
+@lineage_option
 @ledger_option
 @json_option
-def rollback_command(to_release: int | None, ledger: Path, as_json: bool) -> None:
+def rollback_command(
+    to_release: int | None, lineage: str | None, ledger: Path, as_json: bool
+) -> None:
     """Return to the previous release (or --to ID) and start monitoring again."""
-    _print_snapshot(_open(ledger).rollback(to_release), as_json)
+    _print_snapshot(_open(ledger).rollback(to_release, lineage=lineage), as_json)
