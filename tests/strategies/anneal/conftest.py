@@ -60,14 +60,14 @@ def add_plugins(registry: StrategyRegistry, *, without: tuple[str, ...] = ()) ->
 
 @pytest.fixture
 def anneal(townlet_registry: StrategyRegistry, townlet_train: Any) -> Any:
-    """`anneal(section, name="run", **other_sections)` runs anneal into tmp_path/name (the
-    ledger under tmp_path/runs)."""
+    """`anneal(section, name="run", seed=0, **other_sections)` runs anneal into
+    tmp_path/name (the ledger under tmp_path/runs)."""
     add_plugins(townlet_registry)
 
     def run(
-        section: dict[str, Any] | None = None, *, name: str = "run", **extra: Any
+        section: dict[str, Any] | None = None, *, name: str = "run", seed: int = 0, **extra: Any
     ) -> AnnealSummaryDTO:
-        result = townlet_train("anneal", section, name=name, config=extra)
+        result = townlet_train("anneal", section, name=name, seed=seed, config=extra)
         assert isinstance(result, AnnealSummaryDTO)
         return result
 
