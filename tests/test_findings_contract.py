@@ -94,3 +94,26 @@ def test_loading_a_missing_run_function_names_it(site):
     registry.add_plugin(_plugin(run="good_strategy_impl:no_such_function"))
     with pytest.raises(PluginLoadError, match="cannot import its run good_strategy_impl:no_such"):
         registry.load("typo")
+
+
+class _TorchPlugin:
+    @hookimpl
+    def townlet_register_strategies(self, specs: SpecCollector) -> None:
+        specs.add(
+            StrategySpec(
+                name="torchy",
+                summary="s",
+                config_model="good_strategy_impl:GoodConfig",
+                run="townlet_strategies_ppo.trainer:trian",
+                requires_torch=True,
+            )
+        )
+
+
+def test_list_check_finds_a_torch_strategy_typo_without_importing_torch(site):
+    registry = StrategyRegistry(discover=False, warn=lambda _message: None)
+    registry.add_plugin(_TorchPlugin())
+    (record,) = registry.load_all(check_imports=True)
+    assert record.status == "broken"
+    assert "module townlet_strategies_ppo.trainer defines no 'trian'" in str(record.error)
+    assert "did you mean 'train'" in str(record.error).lower()

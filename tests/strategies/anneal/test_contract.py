@@ -32,10 +32,6 @@ class TestAnnealContract(StrategyContract):
             "last_evaluated_at",
         }
     )
-    differing_files: ClassVar[dict[str, str]] = {
-        # a copy of the ppo stage's checkpoint: see TestPPOContract.differing_files
-        "checkpoint/state.pt": "unseeded gymnasium space generators in the pickled env",
-    }
 
 
 def test_anneal_imports_no_torch_and_no_other_strategy():

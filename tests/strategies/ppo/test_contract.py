@@ -16,9 +16,3 @@ class TestPPOContract(StrategyContract):
     plugin_module = "townlet_strategies_ppo.plugin"
     short_run_config: ClassVar[dict[str, Any]] = {**QUICK, "total_timesteps": 128}
     timing_fields = TIMING_FIELDS
-    differing_files: ClassVar[dict[str, str]] = {
-        # The pickled vector env holds gymnasium space generators seeded from OS entropy:
-        # the trainer does not seed env.action_space / env.observation_space. Training does
-        # not draw from them, so weights, metrics and results are still identical.
-        "checkpoint/state.pt": "unseeded gymnasium space generators in the pickled env",
-    }

@@ -62,6 +62,17 @@ class TrainingPosition:
     last_eval: dict[str, Any] = field(default_factory=dict)
 
 
+def _seed_spaces(env: Any, seed: int) -> None:
+    """Seed the env's space generators: PPO never samples them, but the env is saved with a
+    checkpoint's training state, and an OS-seeded generator would make two runs with the
+    same seed write different `state.pt` files."""
+    for holder in (env, *getattr(env, "envs", ())):
+        for name in ("action_space", "observation_space", "single_action_space"):
+            space = getattr(holder, name, None)
+            if space is not None:
+                space.seed(seed)
+
+
 def train(context: TrainingContext, config: PPOConfig) -> PPOTrainingResultDTO:
     with torch_threads(config.torch_threads):
         return PPOTrainer(context, config).run()
@@ -84,6 +95,7 @@ class PPOTrainer:
             self.total_updates = config.replay_updates
         else:
             self.env, _how = make_vector_env(config.env, config.num_envs, config.max_episode_steps)
+            _seed_spaces(self.env, context.seed)
             layout = observation_layout(self.env.single_observation_space, config.env)
             map_shape = layout.get("map")
             observation = ObservationSpec(

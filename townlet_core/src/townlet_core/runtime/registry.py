@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from townlet_core.__about__ import (
@@ -186,6 +187,54 @@ def _config_model(spec: StrategySpec, label: str) -> type[BaseModel]:
             "pydantic model"
         )
     return model
+
+
+def _check_parts(spec: StrategySpec, label: str) -> None:
+    """What `strategies list --check` checks of a spec's import strings (see `load_all`)."""
+    _config_model(spec, label)
+    for key, value in spec.import_strings().items():
+        if key == "config_model":
+            continue
+        if spec.requires_torch:
+            problem = _locate(value)
+            if problem:
+                raise PluginLoadError(
+                    f"strategy '{spec.name}' ({label}): its {key} {value}: {problem}"
+                )
+        elif not callable(_import(spec, key, value, label)):
+            raise PluginLoadError(
+                f"strategy '{spec.name}' ({label}): {key} {value} is not callable"
+            )
+
+
+def _locate(import_string: str) -> str | None:
+    """Why `module:attribute` cannot be found, read from the module's source without running
+    it (None when the module exists and defines or imports the attribute at its top level)."""
+    import ast
+    import importlib.util
+
+    module_name, _, attribute_path = import_string.partition(":")
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as exc:
+        return f"cannot find module {module_name}: {exc}"
+    if found is None or found.origin is None or not found.origin.endswith(".py"):
+        return None if found is not None else f"no module named {module_name!r}"
+    tree = ast.parse(Path(found.origin).read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    attribute = attribute_path.split(".")[0]
+    if attribute in names:
+        return None
+    return f"module {module_name} defines no {attribute!r}{did_you_mean(attribute, names)}"
 
 
 class StrategyRegistry:
@@ -458,10 +507,12 @@ class StrategyRegistry:
     def load_all(self, *, check_imports: bool = False) -> list[PluginRecord]:
         """Import every enabled plugin (for `strategies list --check` and strict mode).
 
-        With `check_imports`, also import what each spec names (config model, run, prepare,
-        factory, after_commit) and check its kind, so a typo in an import string shows here
-        rather than at `train`. A plugin that fails is marked broken or incompatible and
-        reported with one warning line; in strict mode the first failure raises instead.
+        With `check_imports`, also check what each spec names (config model, run, prepare,
+        factory, after_commit), so a typo in an import string shows here rather than at
+        `train`: config models are imported; the other strings of a torch strategy are found
+        without importing them (their modules import torch), the rest are imported. A plugin
+        that fails is marked broken or incompatible and reported with one warning line; in
+        strict mode the first failure raises instead.
         """
         for record in self.records():
             if record.status == "ok" and record.spec is None:
@@ -469,7 +520,7 @@ class StrategyRegistry:
                     self._load(record)
             if check_imports and record.status == "ok" and record.spec is not None:
                 try:
-                    self._import_parts(record.spec, record.label)
+                    _check_parts(record.spec, record.label)
                 except PluginLoadError as exc:
                     record.status, record.error = "broken", str(exc)
             if record.status in ("broken", "incompatible", "conflict"):
