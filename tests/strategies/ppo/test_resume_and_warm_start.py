@@ -214,4 +214,4 @@ def test_mismatched_init_checkpoint_is_refused_before_training(train_ppo, townle
     )
     with pytest.raises(DataError, match=r"features: checkpoint reads 6, the data has 4"):
         train_ppo({**QUICK, "init_checkpoint": str(tmp_path / "bc" / "checkpoint")}, name="ppo")
-    assert not (tmp_path / "ppo" / "metrics.jsonl").exists()  # not one update ran
+    assert not (tmp_path / "ppo").exists()  # refused in prepare: no run directory at all
