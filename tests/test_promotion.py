@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -16,16 +17,22 @@ from townlet_core.promotion import PromotionLedger, decide, verdict
 POLICY = {"checkpoint": "runs/x/checkpoint", "run_dir": "runs/x"}
 
 
+def new() -> str:
+    """Fresh evidence: each call is another independent run (repeats are pinned in
+    test_promotion_evidence.py)."""
+    return uuid.uuid4().hex
+
+
 @pytest.fixture
 def ledger(tmp_path):
     return PromotionLedger(tmp_path / "promotion.sqlite")
 
 
 def test_streak_grows_on_pass_and_resets_on_hold_or_fail(ledger):
-    assert ledger.record_evaluation("PASS", POLICY)["pass_streak"] == 1
-    assert ledger.record_evaluation("HOLD")["pass_streak"] == 0
-    assert ledger.record_evaluation("PASS", POLICY)["pass_streak"] == 1
-    snapshot = ledger.record_evaluation("FAIL")
+    assert ledger.record_evaluation("PASS", POLICY, evidence=new())["pass_streak"] == 1
+    assert ledger.record_evaluation("HOLD", evidence=new())["pass_streak"] == 0
+    assert ledger.record_evaluation("PASS", POLICY, evidence=new())["pass_streak"] == 1
+    snapshot = ledger.record_evaluation("FAIL", evidence=new())
     assert (snapshot["pass_streak"], snapshot["last_result"], snapshot["evaluations"]) == (
         0,
         "fail",
@@ -35,17 +42,20 @@ def test_streak_grows_on_pass_and_resets_on_hold_or_fail(ledger):
 
 def test_states_monitoring_ready_promoted(ledger):
     assert ledger.snapshot()["state"] == "monitoring"
-    assert ledger.record_evaluation("PASS", {"checkpoint": "a"})["state"] == "monitoring"
-    ready = ledger.record_evaluation("PASS", {"checkpoint": "b"})
+    assert (
+        ledger.record_evaluation("PASS", {"checkpoint": "a"}, evidence=new())["state"]
+        == "monitoring"
+    )
+    ready = ledger.record_evaluation("PASS", {"checkpoint": "b"}, evidence=new())
     assert (ready["state"], ready["candidate_ready"], ready["candidate"]) == (
         "ready",
         True,
         {"checkpoint": "b"},
     )
-    again = ledger.record_evaluation("HOLD")
+    again = ledger.record_evaluation("HOLD", evidence=new())
     assert (again["state"], again["candidate_ready"]) == ("monitoring", False)
-    ledger.record_evaluation("PASS", {"checkpoint": "c"})
-    ledger.record_evaluation("PASS", {"checkpoint": "d"})
+    ledger.record_evaluation("PASS", {"checkpoint": "c"}, evidence=new())
+    ledger.record_evaluation("PASS", {"checkpoint": "d"}, evidence=new())
     promoted = ledger.promote("ship it")
     assert promoted["state"] == "promoted"
     assert promoted["current_release"]["candidate"] == {"checkpoint": "d"}
@@ -54,16 +64,16 @@ def test_states_monitoring_ready_promoted(ledger):
 
 def test_state_persists_across_instances_and_required_passes_is_configurable(tmp_path):
     path = tmp_path / "promotion.sqlite"
-    PromotionLedger(path, required_passes=3).record_evaluation("PASS", POLICY)
+    PromotionLedger(path, required_passes=3).record_evaluation("PASS", POLICY, evidence=new())
     reopened = PromotionLedger(path)
     assert reopened.snapshot()["pass_streak"] == 1
     assert reopened.snapshot()["required_passes"] == 3
-    reopened.record_evaluation("PASS", POLICY)
-    assert reopened.record_evaluation("PASS", POLICY)["candidate_ready"] is True
+    reopened.record_evaluation("PASS", POLICY, evidence=new())
+    assert reopened.record_evaluation("PASS", POLICY, evidence=new())["candidate_ready"] is True
 
 
 def test_promote_requires_a_ready_candidate(ledger):
-    ledger.record_evaluation("PASS", POLICY)
+    ledger.record_evaluation("PASS", POLICY, evidence=new())
     with pytest.raises(
         ConfigError,
         match=r"no candidate is ready to promote \(state monitoring, pass streak 1 of 2\)",
@@ -73,8 +83,8 @@ def test_promote_requires_a_ready_candidate(ledger):
 
 def test_rollback_returns_to_the_previous_release(ledger):
     for name in ("first", "second"):
-        ledger.record_evaluation("PASS", {"checkpoint": name})
-        ledger.record_evaluation("PASS", {"checkpoint": name})
+        ledger.record_evaluation("PASS", {"checkpoint": name}, evidence=new())
+        ledger.record_evaluation("PASS", {"checkpoint": name}, evidence=new())
         ledger.promote()
     rolled = ledger.rollback()
     assert rolled["current_release"]["candidate"] == {"checkpoint": "first"}
@@ -89,7 +99,7 @@ def test_history_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "HISTORY_LIMIT", 5)
     ledger = PromotionLedger(tmp_path / "p.sqlite")
     for _ in range(12):
-        ledger.record_evaluation("HOLD")
+        ledger.record_evaluation("HOLD", evidence=new())
     import sqlite3
 
     count = (
@@ -99,12 +109,13 @@ def test_history_is_bounded(tmp_path, monkeypatch):
 
 
 RECORD_MANY = """
+import os
 import sys
 from pathlib import Path
 from townlet_core.promotion import PromotionLedger
 ledger = PromotionLedger(Path(sys.argv[1]))
-for _ in range(int(sys.argv[2])):
-    ledger.record_evaluation("PASS", {"checkpoint": "c"})
+for i in range(int(sys.argv[2])):
+    ledger.record_evaluation("PASS", {"checkpoint": "c"}, evidence=f"{os.getpid()}-{i}")
 """
 
 
@@ -217,8 +228,8 @@ def test_status_promote_and_rollback_commands(townlet, tmp_path):
     ledger = PromotionLedger(tmp_path / "runs" / "promotion.sqlite")
     code, _, err = townlet("promotion", "promote")
     assert code == 2 and "no candidate is ready to promote" in err
-    ledger.record_evaluation("PASS", {"checkpoint": "x", "run_dir": "r"})
-    ledger.record_evaluation("PASS", {"checkpoint": "x", "run_dir": "r"})
+    ledger.record_evaluation("PASS", {"checkpoint": "x", "run_dir": "r"}, evidence=new())
+    ledger.record_evaluation("PASS", {"checkpoint": "x", "run_dir": "r"}, evidence=new())
     code, out, _ = townlet("promotion", "status")
     assert code == 0 and "pass streak: 2 of 2 (candidate ready: yes)" in out
     code, out, _ = townlet("promotion", "promote", "--json")

@@ -42,7 +42,9 @@ def townlet(capsys, monkeypatch, tmp_path):
 
 def test_a_pass_without_a_checkpoint_is_refused_and_never_released(ledger):
     for run in ("a", "b"):
-        snapshot = ledger.record_evaluation("PASS", {"run_dir": run, "checkpoint": None})
+        snapshot = ledger.record_evaluation(
+            "PASS", {"run_dir": run, "checkpoint": None}, evidence=run
+        )
         assert (snapshot["counted"], snapshot["refused"]) == (False, "no_checkpoint")
     assert (snapshot["pass_streak"], snapshot["candidate_ready"]) == (0, False)
     with pytest.raises(ConfigError, match="no candidate is ready to promote"):

@@ -15,10 +15,21 @@ streak of its own). Per lineage:
 | PASS without a checkpoint                 | unchanged   | no      | unchanged (`refused`)     |
 | HOLD or FAIL                              | reset to 0  | yes     | monitoring                |
 
-`evidence` is a fingerprint of the run's seed, config and code versions
+`evidence` (required) is a fingerprint of the run's seed, config and code versions
 (`evidence_fingerprint`): the same command with the same seed twice is one piece of
-evidence. `promote` makes the ready candidate the lineage's current release (state
-promoted, streak restarts); `rollback` returns to the previous release (state monitoring).
+evidence. Once counted, a fingerprint is remembered by its lineage for good: a repeat stays
+a repeat after a HOLD, a promote or a rollback. `required_passes` (N) is the lineage's own.
+
+    monitoring --(N-th counted PASS)--> ready --promote--> promoted
+        ^                                 |                   |
+        +------ HOLD or FAIL -------------+-------------------+
+        +------ rollback (from promoted, to the previous release)
+
+`promote` makes the ready candidate the lineage's current release (state promoted, streak
+restarts) and never releases a candidate without a checkpoint; `rollback` returns to the
+previous release (state monitoring). `verdict` reads a payload as ready only when its own
+run is the ready candidate: a lineage that is ready because of another run does not make a
+repeat, or a PASS without a policy, ready.
 """
 
 from __future__ import annotations
@@ -99,17 +110,18 @@ def evidence_fingerprint(seed: int, config: Mapping[str, Any], versions: Mapping
 class PromotionLedger:
     """Open (creating or migrating if needed) the ledger at `path`.
 
-    `required_passes` sets the streak a lineage needs (for lineages created from now on, and
-    for every lineage when it changes)."""
+    `required_passes` sets the streak needed by the lineages this instance records a verdict
+    for (when None, a lineage keeps what it has; a new one needs `DEFAULT_REQUIRED_PASSES`).
+    It never changes another lineage: one schedule's setting is not another's."""
 
     def __init__(self, path: Path, *, required_passes: int | None = None) -> None:
+        if required_passes is not None and required_passes < 1:
+            raise ConfigError(f"required_passes must be at least 1, not {required_passes}")
         self.path = path
         self.required_passes = required_passes
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
             _migrate_single_row_ledger(db)
-            if required_passes is not None:
-                db.execute("UPDATE lineages SET required_passes = ?", (required_passes,))
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -130,7 +142,8 @@ class PromotionLedger:
             yield db
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # not when BEGIN itself failed (the ledger stayed locked)
+                db.execute("ROLLBACK")
             raise
         finally:
             db.close()
@@ -141,8 +154,10 @@ class PromotionLedger:
             "INSERT INTO history (at, event, detail, lineage) VALUES (?, ?, ?, ?)",
             (_now(), event, json.dumps(dict(detail), default=str), lineage),
         )
-        db.execute(
-            "DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?", (HISTORY_LIMIT,)
+        db.execute(  # each lineage keeps its own last HISTORY_LIMIT events
+            "DELETE FROM history WHERE lineage = ? AND id <= "
+            "(SELECT MAX(id) FROM history WHERE lineage = ?) - ?",
+            (lineage, lineage, HISTORY_LIMIT),
         )
 
     def _row(
@@ -193,55 +208,76 @@ class PromotionLedger:
         candidate: Mapping[str, Any] | None = None,
         *,
         lineage: str = DEFAULT_LINEAGE,
-        evidence: str | None = None,
+        evidence: str,
     ) -> dict[str, Any]:
         """Record one PASS/HOLD/FAIL verdict of `lineage`; return its snapshot, with
         `counted` (did it move the streak), `repeat_of` (the run whose evidence it repeats)
-        and `refused` (why a PASS was not taken as a candidate)."""
+        and `refused` (why a PASS was not taken as a candidate).
+
+        `evidence` is required: without it a PASS could not be told from a repetition. Compute
+        it with `evidence_fingerprint`. It is remembered per lineage for good once counted,
+        so a repeat stays a repeat after a HOLD, a promote or a rollback."""
         status = status.upper()
         if status not in ("PASS", "HOLD", "FAIL"):
             raise ConfigError(f"promotion status must be PASS, HOLD or FAIL, not {status!r}")
+        if not isinstance(evidence, str) or not evidence:
+            raise ConfigError(
+                "record_evaluation needs evidence: pass evidence=evidence_fingerprint(seed, "
+                "config, versions) so a repeated run is not counted twice"
+            )
         candidate = dict(candidate or {})
         with self._transaction() as db:
             state, streak, required, evaluations, *_rest = self._row(db, lineage, create=True)
             ready_at, kept = _rest[2], _rest[3]
+            if self.required_passes is not None:
+                required = self.required_passes
             now = _now()
             repeat_of: str | None = None
             refused: str | None = None
-            if status == "PASS" and evidence is not None:
+            if status == "PASS":
                 row = db.execute(
-                    "SELECT run_dir FROM evidence WHERE lineage = ? AND fingerprint = ?",
+                    "SELECT run_dir, at FROM evidence WHERE lineage = ? AND fingerprint = ?",
                     (lineage, evidence),
                 ).fetchone()
-                repeat_of = None if row is None else str(row[0])
+                if row is not None:
+                    repeat_of = str(row[0]) if row[0] else f"the run counted at {row[1]}"
             if status == "PASS" and repeat_of is None and not candidate.get("checkpoint"):
                 refused = "no_checkpoint"
             counted = repeat_of is None and refused is None
-            if counted:
-                if status == "PASS":
-                    streak += 1
-                    kept = json.dumps(candidate)
-                    if evidence is not None:
-                        db.execute(
-                            "INSERT INTO evidence VALUES (?, ?, ?, ?)",
-                            (lineage, evidence, candidate.get("run_dir"), now),
-                        )
-                else:
-                    streak, kept = 0, None
-                if streak >= required and state != "ready":
-                    state, ready_at = "ready", now
-                    self._event(
-                        db, lineage, "candidate_ready", {"pass_streak": streak, **candidate}
-                    )
-                elif streak < required and state == "ready":
-                    state, ready_at = "monitoring", None
-                elif state == "promoted" and status != "PASS":
+            if counted and status == "PASS":
+                streak += 1
+                kept = json.dumps(candidate)
+                db.execute(
+                    "INSERT INTO evidence VALUES (?, ?, ?, ?)",
+                    (lineage, evidence, candidate.get("run_dir"), now),
+                )
+            elif counted:
+                streak, kept = 0, None
+                if state == "promoted":
                     state = "monitoring"
+            ready = streak >= required and kept is not None
+            if ready and state != "ready":
+                state, ready_at = "ready", now
+                self._event(
+                    db, lineage, "candidate_ready", {"pass_streak": streak, **json.loads(kept)}
+                )
+            elif not ready and state == "ready":
+                state, ready_at = "monitoring", None
             db.execute(
-                "UPDATE lineages SET state = ?, pass_streak = ?, evaluations = ?, "
-                "last_result = ?, last_evaluated_at = ?, candidate_ready_at = ?, candidate = ? "
-                "WHERE name = ?",
-                (state, streak, evaluations + 1, status.lower(), now, ready_at, kept, lineage),
+                "UPDATE lineages SET state = ?, pass_streak = ?, required_passes = ?, "
+                "evaluations = ?, last_result = ?, last_evaluated_at = ?, "
+                "candidate_ready_at = ?, candidate = ? WHERE name = ?",
+                (
+                    state,
+                    streak,
+                    required,
+                    evaluations + 1,
+                    status.lower(),
+                    now,
+                    ready_at,
+                    kept,
+                    lineage,
+                ),
             )
             self._event(
                 db,
@@ -269,8 +305,11 @@ class PromotionLedger:
                     f"no candidate is ready to promote (state {state}, pass streak {streak} of "
                     f"{required}); run anneal until {required} consecutive PASS"
                 )
-            if not json.loads(candidate).get("checkpoint"):  # pragma: no cover - refused above
-                raise ConfigError("the candidate has no checkpoint; it cannot be released")
+            if not json.loads(candidate).get("checkpoint"):  # only a hand-edited ledger
+                raise ConfigError(
+                    f"lineage {lineage}'s candidate has no checkpoint, so there is no policy to "
+                    f"release; run anneal until {required} consecutive PASS with a checkpoint"
+                )
             cursor = db.execute(
                 "INSERT INTO releases (promoted_at, candidate, note, lineage) VALUES (?, ?, ?, ?)",
                 (_now(), candidate, note, lineage),
@@ -368,10 +407,12 @@ class PromotionLedger:
             ],
         }
 
-    def find_candidate(self, run_dir: str) -> dict[str, Any] | None:
-        """The snapshot of the lineage whose current candidate is `run_dir`'s, if any."""
-        for lineage in self.lineages():
-            snapshot = self.snapshot(lineage)
+    def find_candidate(self, run_dir: str, *, lineage: str | None = None) -> dict[str, Any] | None:
+        """The snapshot of the lineage (any, or `lineage`) whose current candidate is
+        `run_dir`'s, if any."""
+        names = self.lineages()
+        for name in names if lineage is None else [n for n in names if n == lineage]:
+            snapshot = self.snapshot(name)
             if (snapshot["candidate"] or {}).get("run_dir") == run_dir:
                 return snapshot
         return None
@@ -392,6 +433,23 @@ def _migrate_single_row_ledger(db: sqlite3.Connection) -> None:
         (DEFAULT_LINEAGE,),
     )
     db.execute("DROP TABLE ledger")
+    # The old ledger counted a PASS without a policy; such a candidate is not carried over.
+    row = db.execute(
+        "SELECT candidate, pass_streak FROM lineages WHERE name = ?", (DEFAULT_LINEAGE,)
+    ).fetchone()
+    if row is not None and (row[0] is None or not json.loads(row[0]).get("checkpoint")):
+        db.execute(
+            "UPDATE lineages SET candidate = NULL, pass_streak = 0, candidate_ready_at = NULL, "
+            "state = CASE WHEN state = 'ready' THEN 'monitoring' ELSE state END WHERE name = ?",
+            (DEFAULT_LINEAGE,),
+        )
+        if row[1]:
+            PromotionLedger._event(
+                db,
+                DEFAULT_LINEAGE,
+                "migrated",
+                {"pass_streak": 0, "dropped": "a candidate without a checkpoint"},
+            )
 
 
 def decide(status: str, candidate_ready: bool, reasons: list[str]) -> tuple[Decision, list[str]]:
@@ -413,23 +471,40 @@ def verdict(payload: Mapping[str, Any]) -> tuple[str, bool | None, list[str]]:
     full payload (`{status?, results: [stage, ...], promotion: {...}}`) or their simple one
     (`{bc_accuracy, bc_threshold, bc_passed?}`).
     """
-    promotion = payload.get("promotion")
-    ready = promotion.get("candidate_ready") if isinstance(promotion, Mapping) else None
+    ready, not_counted = _readiness(payload.get("promotion"))
     if "anneal_status" in payload:
-        return str(payload["anneal_status"]), ready, list(payload.get("reasons") or [])
+        reasons = list(payload.get("reasons") or [])
+        return str(payload["anneal_status"]), ready, [*reasons, *not_counted]
     if isinstance(payload.get("results"), list):
         status, reasons = _status_from_stages(payload["results"])
         given = payload.get("status")
-        return (str(given).upper() if given else status), ready, reasons
+        return (str(given).upper() if given else status), ready, [*reasons, *not_counted]
     if "bc_accuracy" in payload or "bc_passed" in payload:
         passed = payload.get("bc_passed")
         if passed is None:
             passed = float(payload["bc_accuracy"]) >= float(payload.get("bc_threshold", 0.9))
-        return ("PASS" if passed else "FAIL"), ready, ([] if passed else ["bc_below_threshold"])
+        reasons = [] if passed else ["bc_below_threshold"]
+        return ("PASS" if passed else "FAIL"), ready, [*reasons, *not_counted]
     raise DataError(
         "unrecognised promotion payload: expected an anneal result (anneal_status), a payload "
         "with a 'results' list, or one with bc_accuracy"
     )
+
+
+def _readiness(promotion: Any) -> tuple[bool | None, list[str]]:
+    """Is the payload's own run the ready candidate? A lineage can be ready while the run
+    itself was not counted (a repeat of the candidate, or a PASS without a policy): then the
+    readiness is another run's, and this payload is not ready."""
+    if not isinstance(promotion, Mapping):
+        return None, []
+    ready = promotion.get("candidate_ready")
+    if ready is None:
+        return None, []
+    if promotion.get("refused"):
+        return False, [str(promotion["refused"])]
+    if promotion.get("repeat_of"):
+        return False, ["repeat_not_counted"]
+    return bool(ready), []
 
 
 def _status_from_stages(stages: list[Any]) -> tuple[str, list[str]]:

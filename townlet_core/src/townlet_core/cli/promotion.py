@@ -73,20 +73,26 @@ def _open(path: Path, must_exist: bool = True) -> Any:
 @ledger_option
 @json_option
 def status_command(lineage: str | None, ledger: Path, as_json: bool) -> None:
-    """Show the state, pass streak, candidate and current release of each lineage."""
+    """Show the state, pass streak, candidate and current release (one line per lineage
+    when the ledger holds several; --lineage NAME for one in full)."""
     book = _open(ledger)
-    names = [lineage] if lineage else book.lineages()
-    if not names:
-        click.echo(f"no verdict recorded yet in {ledger}")
+    names = book.lineages()
+    if lineage is not None or len(names) <= 1:
+        _print_snapshot(book.snapshot(lineage), as_json)
         return
+    snapshots = [book.snapshot(name) for name in names]
     if as_json:
-        snapshots = [book.snapshot(name) for name in names]
-        click.echo(json.dumps(snapshots[0] if lineage else snapshots, indent=2))
+        click.echo(json.dumps(snapshots, indent=2))
         return
-    for index, name in enumerate(names):
-        if index:
-            click.echo("")
-        _print_snapshot(book.snapshot(name), as_json=False)
+    for snapshot in snapshots:
+        release = snapshot["current_release"]
+        click.echo(
+            f"{snapshot['lineage']}: {snapshot['state']}, pass streak "
+            f"{snapshot['pass_streak']} of {snapshot['required_passes']}, candidate ready: "
+            f"{'yes' if snapshot['candidate_ready'] else 'no'}, current release: "
+            f"{'#' + str(release['id']) if release else '-'}"
+        )
+    click.echo(f"{len(names)} lineages in {ledger}; --lineage NAME shows one in full")
 
 
 @promotion.command("evaluate")
@@ -98,6 +104,11 @@ def status_command(lineage: str | None, ledger: Path, as_json: bool) -> None:
     help="A JSON payload file.",
 )
 @click.option("--dry-run", is_flag=True, help="Decide, but always exit 0.")
+@click.option(
+    "--lineage",
+    help="Where RUN_DIR's candidate is looked up when its result has no promotion block "
+    "(default: every lineage).",
+)
 @ledger_option
 @json_option
 @click.pass_context
@@ -106,6 +117,7 @@ def evaluate_command(
     run_dir: Path | None,
     input_file: Path | None,
     dry_run: bool,
+    lineage: str | None,
     ledger: Path,
     as_json: bool,
 ) -> None:
@@ -135,7 +147,7 @@ def evaluate_command(
         raise DataError(f"{source}: the payload must be a JSON object")
     status, ready, reasons = verdict(payload)
     if ready is None:
-        ready, known = _readiness_of_this_run(run_dir, ledger)
+        ready, known = _readiness_of_this_run(run_dir, ledger, lineage)
         if not known and status.upper() == "PASS":
             reasons = [*reasons, "no_promotion_block"]
     decision, reasons = decide(status, ready, reasons)
@@ -158,14 +170,18 @@ def evaluate_command(
     ctx.exit(0 if dry_run else EXIT_CODES[decision])
 
 
-def _readiness_of_this_run(run_dir: Path | None, ledger: Path) -> tuple[bool, bool]:
+def _readiness_of_this_run(
+    run_dir: Path | None, ledger: Path, lineage: str | None
+) -> tuple[bool, bool]:
     """(ready, known) for a payload without a promotion block: only the ledger's view of
     this very run counts, never another run's candidate; no run directory, or no record of
     it, is not ready."""
     found = None
     if run_dir is not None and ledger.exists():
         book = _open(ledger)
-        found = book.find_candidate(str(run_dir)) or book.find_candidate(str(run_dir.resolve()))
+        found = book.find_candidate(str(run_dir), lineage=lineage) or book.find_candidate(
+            str(run_dir.resolve()), lineage=lineage
+        )
     return (bool(found["candidate_ready"]), True) if found else (False, False)
 
 
