@@ -182,7 +182,6 @@ def test_torch_strategy_without_torch_names_the_extra(site, tmp_path, monkeypatc
 
 
 class _Liar:
-
     def prepare(self, context, config):
         pass
 
