@@ -9,21 +9,13 @@ import types
 
 import pytest
 
-from townlet_core.cli import main
 from townlet_core.envs.experts import expert_for
 
 
 @pytest.fixture
-def townlet(monkeypatch, tmp_path, capsys):
-    """Run `townlet ARGS` in-process; returns (code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def townlet(townlet_in_tmp):
+    """`townlet ARGS` in-process, from tmp_path (see tests/conftest.py)."""
+    return townlet_in_tmp
 
 
 def test_capture_help_describes_the_options(townlet):

@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 
-from townlet_core.cli import main
 from townlet_core.errors import ConfigError
 from townlet_core.promotion import PromotionLedger, decide, verdict
 
@@ -166,19 +165,9 @@ def test_verdict_of_the_original_full_payload():
 
 
 @pytest.fixture
-def townlet(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args, stdin=None):
-        if stdin is not None:
-            import io
-
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def townlet(townlet_in_tmp):
+    """`townlet ARGS` in-process, from tmp_path (see tests/conftest.py)."""
+    return townlet_in_tmp
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import sqlite3
 
 import pytest
 
-from townlet_core.cli import main
 from townlet_core.errors import ConfigError
 from townlet_core.promotion import PromotionLedger, verdict
 
@@ -34,15 +33,9 @@ def ledger(tmp_path):
 
 
 @pytest.fixture
-def townlet(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def townlet(townlet_in_tmp):
+    """`townlet ARGS` in-process, from tmp_path (see tests/conftest.py)."""
+    return townlet_in_tmp
 
 
 def finished_run(tmp_path, name: str, promotion: dict) -> str:

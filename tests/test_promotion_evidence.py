@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from townlet_core.cli import main
+from tests.test_promotion_candidates import OLD_SCHEMA
 from townlet_core.errors import ConfigError
 from townlet_core.promotion import PromotionLedger, evidence_fingerprint
 
@@ -28,16 +28,9 @@ def ledger(tmp_path):
 
 
 @pytest.fixture
-def townlet(capsys, monkeypatch, tmp_path):
-    """`townlet ARGS` in-process, from tmp_path (the default ledger is runs/promotion.sqlite)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def townlet(townlet_in_tmp):
+    """`townlet ARGS` in-process, from tmp_path (see tests/conftest.py)."""
+    return townlet_in_tmp
 
 
 def test_a_pass_without_a_checkpoint_is_refused_and_never_released(ledger):
@@ -87,15 +80,8 @@ def test_an_old_single_row_ledger_is_migrated_in_place(tmp_path):
     path = tmp_path / "promotion.sqlite"
     db = sqlite3.connect(path)
     db.executescript(
-        """
-        CREATE TABLE ledger (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL,
-            pass_streak INTEGER NOT NULL, required_passes INTEGER NOT NULL,
-            evaluations INTEGER NOT NULL, last_result TEXT, last_evaluated_at TEXT,
-            candidate_ready_at TEXT, candidate TEXT, current_release INTEGER);
-        CREATE TABLE releases (id INTEGER PRIMARY KEY AUTOINCREMENT, promoted_at TEXT NOT NULL,
-            candidate TEXT NOT NULL, note TEXT);
-        CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
-            event TEXT NOT NULL, detail TEXT NOT NULL);
+        OLD_SCHEMA
+        + """
         INSERT INTO releases (promoted_at, candidate, note)
             VALUES ('2026-11-30', '{"checkpoint": "old/checkpoint"}', 'first');
         INSERT INTO ledger VALUES (1, 'ready', 2, 2, 5, 'pass', NULL, NULL,
