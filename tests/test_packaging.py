@@ -264,7 +264,9 @@ def test_anneal_without_ppo_names_what_is_missing_before_training(wheelhouse, ve
     failed = _run([venv / "bin" / "townlet", "train", "--strategy", "anneal"], env, cwd=tmp_path)
     assert failed.returncode == 2
     assert failed.stderr.strip() == (
-        "townlet: error: Strategy 'anneal' requires strategies bc, ppo; missing: "
-        "bc -> pip install 'townlet-core[bc]'; ppo -> pip install 'townlet-core[ppo]'"
+        "townlet: error: anneal's schedule names strategies that are not installed: "
+        "stage 00-cycle0-bc: Unknown strategy 'bc'. Installed: anneal. Install with: "
+        "pip install 'townlet-core[bc]'; stage 01-cycle1-ppo: Unknown strategy 'ppo'. "
+        "Installed: anneal. Install with: pip install 'townlet-core[ppo]'"
     )
     assert not (tmp_path / "runs").exists()

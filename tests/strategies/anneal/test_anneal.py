@@ -140,6 +140,7 @@ def test_anneal_without_ppo_installed_names_the_missing_strategy(
     with pytest.raises(UnknownStrategyError) as info:
         townlet_train("anneal")  # the default schedule: bc, then ppo
     assert str(info.value) == (
+        "anneal's schedule names strategies that are not installed: stage 01-cycle1-ppo: "
         "Unknown strategy 'ppo'. Installed: anneal, bc, cem. "
         "Install with: pip install 'townlet-core[ppo]'"
     )

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from townlet_core import TrainingContext
+from townlet_core import TrainingContext, UnknownStrategyError
 from townlet_core.atomic import atomic_write_json
 from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO, TrainingResultDTO
 from townlet_strategies_anneal.config import AnnealConfig, Stage
@@ -44,9 +44,19 @@ def stage_name(index: int, stage: Stage) -> str:
 
 def prepare(context: TrainingContext, config: AnnealConfig) -> None:
     """Validate the whole schedule before anything trains: every strategy installed (else
-    its install hint), every stage's overrides valid for that strategy's own model."""
+    one error naming every missing one, its stage and its install hint), every stage's
+    overrides valid for that strategy's own model."""
+    missing: list[str] = []
     for index, stage in enumerate(ordered(config.schedule)):
-        context.check_strategy(stage.strategy, stage.overrides, stage=stage_name(index, stage))
+        name = stage_name(index, stage)
+        try:
+            context.check_strategy(stage.strategy, stage.overrides, stage=name)
+        except UnknownStrategyError as exc:
+            missing.append(f"stage {name}: {exc}")
+    if missing:
+        raise UnknownStrategyError(
+            f"anneal's schedule names strategies that are not installed: {'; '.join(missing)}"
+        )
 
 
 def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
