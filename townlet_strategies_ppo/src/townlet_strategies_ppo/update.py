@@ -2,10 +2,11 @@
 
 It reads like CleanRL's `ppo.py`: for each epoch, for each mini-batch, a forward pass, the
 losses (from `losses.py`), `optimizer.zero_grad()`, `loss.backward()`, `clip_grad_norm_`,
-`optimizer.step()`. Nothing in the loop waits for a number: per mini-batch statistics stay
-tensors until the update ends (one conversion per update, not one per number per step),
-and so does the check that the losses are finite. Should one not be, the update puts the
-weights and the optimiser back as they were before it and raises `DivergedError`.
+`optimizer.step()`. Nothing in the loop waits for a number (only `target_kl`, when set,
+reads one per epoch): per mini-batch statistics stay tensors until the update ends (one
+conversion per update, not one per number per step), and so does the check that the
+losses are finite. Should one not be, the update puts the weights and the optimiser back
+as they were before it and raises `DivergedError`: no diverged step survives it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ _POLICY, _VALUE, _ENTROPY, _TOTAL, _CLIP, _ADV_MEAN, _ADV_STD, _GRAD, _KL, _APPR
 
 
 def make_optimizer(network: PolicyNetwork, learning_rate: float) -> torch.optim.Optimizer:
-    """Adam with eps 1e-5 (CleanRL, SB3)."""
+    """Adam with eps 1e-5 (CleanRL, SB3), built as BC builds its own (`make_adam`)."""
     return make_adam(network.parameters(), learning_rate, eps=PPO_ADAM_EPS)
 
 

@@ -5,13 +5,16 @@ enough to rebuild it. Flat observations go straight into the actor and critic ML
 Townlet's map + features go through a two-branch encoder first (map flattened, each branch
 one layer, concatenated). The actor ends in categorical logits, the critic in one value.
 
-Separate actor and critic stacks are evaluated together (`TwinMLP`): the first layer of
-both is one matrix of twice the width, each later layer one batched matmul over the pair.
-That halves the linear, activation and autograd calls of a forward and backward pass,
-which for a network this small is most of their cost. Checkpoints still name each stack's
-layers separately (`actor_body.0.weight`, `critic_body.2.bias`, ...), as before stacking:
-`state_dict` splits the stacked tensors into those names and `load_state_dict` stacks them
-back, so BC and PPO checkpoints written before and after load into each other.
+Separate actor and critic stacks are evaluated together (`TwinMLP`): each layer of both is
+one batched matmul over the pair, and one activation call. That halves the linear,
+activation and autograd calls of a forward and backward pass, which for a network this
+small are a large part of their cost. BC trains the actor only, so the critic half of each
+stacked tensor gets a zero gradient there (with weight decay, Adam decays it too).
+
+Checkpoints still name each stack's layers separately (`actor_body.0.weight`,
+`critic_body.2.bias`, ...), as before stacking: `state_dict` splits the stacked tensors
+into those names and `load_state_dict` stacks them back, so BC and PPO checkpoints written
+before and after load into each other.
 """
 
 from __future__ import annotations
