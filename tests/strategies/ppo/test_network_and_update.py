@@ -12,8 +12,8 @@ from townlet_core.checkpoints import NetworkSpec, ObservationSpec
 from townlet_core.nn import build_network, load_checkpoint, save_checkpoint
 from townlet_core.nn.network import ACTOR, CRITIC, PolicyNetwork
 from townlet_strategies_ppo.config import PPOConfig
-from townlet_strategies_ppo.losses import action_log_probs
-from townlet_strategies_ppo.update import Batch, DivergedError, make_optimizer, ppo_update
+from townlet_strategies_ppo.losses import NonFiniteError, action_log_probs
+from townlet_strategies_ppo.update import Batch, make_optimizer, ppo_update
 
 FLAT = ObservationSpec(features_dim=4)
 SEPARATE_NAMES = {
@@ -169,7 +169,7 @@ def test_a_non_finite_loss_raises_and_leaves_weights_and_optimizer_as_before_the
     moments = [state["exp_avg"].clone() for state in optimizer.state.values()]
     bad = _batch(network, 32, returns=torch.full((32,), float("nan")))
 
-    with pytest.raises(DivergedError) as info:
+    with pytest.raises(NonFiniteError) as info:
         ppo_update(network, optimizer, bad, config, 0.2, rng)
 
     assert str(info.value).startswith("PPO loss is nan (policy ")

@@ -27,6 +27,18 @@ from torch.nn import functional
 ZERO_STD = 1e-8
 
 
+class NonFiniteError(ArithmeticError):
+    """A quantity (advantages, returns, losses) came out NaN or infinite; `batch` says where.
+
+    Raised by the computation; the trainer turns it into the `TrainingDivergedError` a user
+    sees, naming the run's data and the last good checkpoint."""
+
+    def __init__(self, what: str, batch: int = 0) -> None:
+        super().__init__(what)
+        self.what = what
+        self.batch = batch
+
+
 def compute_gae(
     rewards: torch.Tensor,
     values: torch.Tensor,

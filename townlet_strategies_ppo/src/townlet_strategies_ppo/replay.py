@@ -17,17 +17,8 @@ from townlet_core.checkpoints import ObservationSpec
 from townlet_core.data import ReplayDataset
 from townlet_core.data.stats import conflict_stats
 from townlet_core.nn import PolicyNetwork
-from townlet_strategies_ppo.losses import compute_gae
+from townlet_strategies_ppo.losses import NonFiniteError, compute_gae
 from townlet_strategies_ppo.update import Batch
-
-
-class NonFiniteError(ArithmeticError):
-    """Advantages or returns came out NaN or infinite for one trajectory (batch)."""
-
-    def __init__(self, what: str, batch: int) -> None:
-        super().__init__(what)
-        self.what = what
-        self.batch = batch
 
 
 @dataclass

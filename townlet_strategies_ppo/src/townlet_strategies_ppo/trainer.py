@@ -40,10 +40,10 @@ from townlet_core.nn import (
 from townlet_strategies_ppo import telemetry
 from townlet_strategies_ppo.checkpointing import BEST_DIR, FINAL_DIR, Checkpoints
 from townlet_strategies_ppo.config import PPOConfig
-from townlet_strategies_ppo.losses import compute_gae, explained_variance
-from townlet_strategies_ppo.replay import NonFiniteError, ReplaySource
+from townlet_strategies_ppo.losses import NonFiniteError, compute_gae, explained_variance
+from townlet_strategies_ppo.replay import ReplaySource
 from townlet_strategies_ppo.rollout import CollectorState, Rollout, RolloutCollector
-from townlet_strategies_ppo.update import Batch, DivergedError, make_optimizer, ppo_update
+from townlet_strategies_ppo.update import Batch, make_optimizer, ppo_update
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never replay training resets
 
@@ -309,8 +309,8 @@ class PPOTrainer:
                     stats = ppo_update(
                         self.network, self.optimizer, batch, config, clip, self.shuffle_rng
                     )
-                except DivergedError as exc:
-                    raise self._diverged(f"losses ({exc})", 0, update + 1) from exc
+                except NonFiniteError as exc:
+                    raise self._diverged(f"losses ({exc.what})", 0, update + 1) from exc
                 finished = time.perf_counter()
                 position.steps += batch.size
                 position.log_stream_offset += 1

@@ -6,7 +6,7 @@ losses (from `losses.py`), `optimizer.zero_grad()`, `loss.backward()`, `clip_gra
 reads one per epoch): per mini-batch statistics stay tensors until the update ends (one
 conversion per update, not one per number per step), and so does the check that the
 losses are finite. Should one not be, the update puts the weights and the optimiser back
-as they were before it and raises `DivergedError`: no diverged step survives it.
+as they were before it and raises `NonFiniteError`: no diverged step survives it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from townlet_core.nn.optim import PPO_ADAM_EPS, make_adam
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import (
     ZERO_STD,
+    NonFiniteError,
     Surrogate,
     action_log_probs,
     categorical_entropy,
@@ -34,10 +35,6 @@ from townlet_strategies_ppo.losses import (
     total_loss,
     value_loss,
 )
-
-
-class DivergedError(ArithmeticError):
-    """A loss came out NaN or infinite; the update was undone (weights and optimiser)."""
 
 
 @dataclass
@@ -219,7 +216,7 @@ def ppo_update(
     clip_range: float,
     rng: np.random.Generator,
 ) -> UpdateStats:
-    """Run `config.update_epochs` epochs over `batch`; raise DivergedError on NaN/Inf, with
+    """Run `config.update_epochs` epochs over `batch`; raise NonFiniteError on NaN/Inf, with
     the network and optimiser left as they were before the update."""
     network.train()
     advantages = batch.advantages
@@ -279,7 +276,7 @@ def ppo_update(
     diverged = _first_non_finite(table, size, step)
     if diverged is not None:
         before.restore(network, optimizer)
-        raise DivergedError(diverged)
+        raise NonFiniteError(diverged)
     return _summarise(table, epochs_run)
 
 
@@ -300,7 +297,7 @@ class _Snapshot:
 
 
 def _first_non_finite(table: np.ndarray, size: int, step: int) -> str | None:
-    """What `DivergedError` says about the first mini-batch whose loss was NaN or infinite,
+    """What `NonFiniteError` says about the first mini-batch whose loss was NaN or infinite,
     or None when every loss was finite."""
     bad = np.flatnonzero(~np.isfinite(table[:, _TOTAL]))
     if not len(bad):
