@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 import townlet_example_cem.plugin
 import townlet_strategies_anneal.plugin
@@ -77,9 +78,6 @@ class _Stages:
                     run=f"tests.test_composition:{run}",
                 )
             )
-
-
-from pydantic import BaseModel, ConfigDict  # noqa: E402
 
 
 class EmptyConfig(BaseModel):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from townlet_core import Orchestrator, SpecCollector, StrategyRegistry, StrategySpec, hookimpl
+from townlet_core.contract.strategy import FunctionStrategy
 from townlet_core.errors import ConfigError, PluginLoadError, RunDirectoryError
 
 
@@ -66,9 +67,10 @@ def test_a_spec_names_what_runs_exactly_once(fields):
 
 def test_a_run_function_is_a_strategy(site, tmp_path):
     registry = StrategyRegistry(discover=False)
-    registry.add_plugin(_plugin(run="townlet_core.contract.strategy:FunctionStrategy"))
-    loaded = registry.load("typo")
-    assert loaded.strategy.run_function.__name__ == "FunctionStrategy"  # type: ignore[attr-defined]
+    registry.add_plugin(_plugin(run="json:dumps", prepare="json:loads"))
+    strategy = registry.load("typo").strategy
+    assert isinstance(strategy, FunctionStrategy)
+    assert (strategy.run_function, strategy.prepare_function) == (json.dumps, json.loads)
 
 
 def test_resume_needs_the_declaration(site, tmp_path):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_ROOTS = [
     ROOT / "townlet_core" / "src",
@@ -102,10 +100,7 @@ def test_no_module_imports_itself_back() -> None:
     assert find_cycles(graph) == []
 
 
-@pytest.mark.parametrize(
-    ("module", "limit"),
-    [("townlet_core/src/townlet_core/runtime/orchestrator.py", 150)],
-)
-def test_the_orchestrator_stays_a_facade(module: str, limit: int) -> None:
-    lines = (ROOT / module).read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= limit, f"{module} has {len(lines)} lines; move jobs out of it"
+def test_the_orchestrator_stays_a_facade() -> None:
+    module = ROOT / "townlet_core" / "src" / "townlet_core" / "runtime" / "orchestrator.py"
+    lines = module.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"{module} has {len(lines)} lines; move jobs out of it"

@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from townlet_core.errors import ConfigError, DataError
 
@@ -89,10 +89,22 @@ CREATE TABLE IF NOT EXISTS history (
 );
 """
 
-_LINEAGE_COLUMNS = (
-    "state, pass_streak, required_passes, evaluations, last_result, last_evaluated_at, "
-    "candidate_ready_at, candidate, current_release"
-)
+
+class LineageRow(NamedTuple):
+    """One row of the `lineages` table (without its name), as `_row` reads it."""
+
+    state: str
+    pass_streak: int
+    required_passes: int
+    evaluations: int
+    last_result: str | None
+    last_evaluated_at: str | None
+    candidate_ready_at: str | None
+    candidate: str | None  # JSON
+    current_release: int | None
+
+
+_LINEAGE_COLUMNS = ", ".join(LineageRow._fields)
 
 
 def _now() -> str:
@@ -160,16 +172,14 @@ class PromotionLedger:
             (lineage, lineage, HISTORY_LIMIT),
         )
 
-    def _row(
-        self, db: sqlite3.Connection, lineage: str, *, create: bool = False
-    ) -> tuple[Any, ...]:
+    def _row(self, db: sqlite3.Connection, lineage: str, *, create: bool = False) -> LineageRow:
         """The lineage's row; a new lineage is created when `create`, and an empty ledger
         reads as one fresh lineage (monitoring, no streak)."""
         row = db.execute(
             f"SELECT {_LINEAGE_COLUMNS} FROM lineages WHERE name = ?", (lineage,)
         ).fetchone()
         if row is not None:
-            return tuple(row)
+            return LineageRow(*row)
         required = self.required_passes or DEFAULT_REQUIRED_PASSES
         if create:
             db.execute(
@@ -179,7 +189,7 @@ class PromotionLedger:
             )
             return self._row(db, lineage)
         if db.execute("SELECT COUNT(*) FROM lineages").fetchone()[0] == 0:
-            return ("monitoring", 0, required, 0, None, None, None, None, None)
+            return LineageRow("monitoring", 0, required, 0, None, None, None, None, None)
         raise ConfigError(f"{self.path}: no lineage {lineage!r}; {self._known(db)}")
 
     @staticmethod
@@ -227,20 +237,21 @@ class PromotionLedger:
             )
         candidate = dict(candidate or {})
         with self._transaction() as db:
-            state, streak, required, evaluations, *_rest = self._row(db, lineage, create=True)
-            ready_at, kept = _rest[2], _rest[3]
+            row = self._row(db, lineage, create=True)
+            state, streak, required = row.state, row.pass_streak, row.required_passes
+            ready_at, kept = row.candidate_ready_at, row.candidate
             if self.required_passes is not None:
                 required = self.required_passes
             now = _now()
             repeat_of: str | None = None
             refused: str | None = None
             if status == "PASS":
-                row = db.execute(
+                seen = db.execute(
                     "SELECT run_dir, at FROM evidence WHERE lineage = ? AND fingerprint = ?",
                     (lineage, evidence),
                 ).fetchone()
-                if row is not None:
-                    repeat_of = str(row[0]) if row[0] else f"the run counted at {row[1]}"
+                if seen is not None:
+                    repeat_of = str(seen[0]) if seen[0] else f"the run counted at {seen[1]}"
             if status == "PASS" and repeat_of is None and not candidate.get("checkpoint"):
                 refused = "no_checkpoint"
             counted = repeat_of is None and refused is None
@@ -256,7 +267,7 @@ class PromotionLedger:
                 if state == "promoted":
                     state = "monitoring"
             ready = streak >= required and kept is not None
-            if ready and state != "ready":
+            if ready and kept is not None and state != "ready":
                 state, ready_at = "ready", now
                 self._event(
                     db, lineage, "candidate_ready", {"pass_streak": streak, **json.loads(kept)}
@@ -271,7 +282,7 @@ class PromotionLedger:
                     state,
                     streak,
                     required,
-                    evaluations + 1,
+                    row.evaluations + 1,
                     status.lower(),
                     now,
                     ready_at,
@@ -298,8 +309,13 @@ class PromotionLedger:
         """Make the lineage's ready candidate its current release (and start a new streak)."""
         with self._transaction() as db:
             lineage = self._choose(db, lineage)
-            state, streak, required, *_rest = self._row(db, lineage)
-            candidate = _rest[4]
+            row = self._row(db, lineage)
+            state, streak, required, candidate = (
+                row.state,
+                row.pass_streak,
+                row.required_passes,
+                row.candidate,
+            )
             if state != "ready" or candidate is None:
                 raise ConfigError(
                     f"no candidate is ready to promote (state {state}, pass streak {streak} of "
@@ -330,7 +346,7 @@ class PromotionLedger:
         """Return the lineage to its previous release (or `to_release`)."""
         with self._transaction() as db:
             lineage = self._choose(db, lineage)
-            current = self._row(db, lineage)[8]
+            current = self._row(db, lineage).current_release
             if current is None:
                 raise ConfigError("nothing to roll back: no release has been promoted yet")
             if to_release is None:

@@ -15,7 +15,7 @@ from typing import Any
 from townlet_core import TrainingContext
 from townlet_core.dto import AnnealSummaryDTO, TrainingResultDTO
 from townlet_core.promotion import LEDGER_FILE, PromotionLedger, evidence_fingerprint
-from townlet_core.runtime.run_dir import CONFIG_FILE
+from townlet_core.runtime.run_dir import RunDirectory
 from townlet_strategies_anneal.config import AnnealConfig
 
 #: Settings that say where a run lives, not what it is: left out of its evidence.
@@ -38,7 +38,7 @@ def evidence(context: TrainingContext) -> str:
     top = context
     while top.parent is not None:
         top = top.parent
-    snapshot = json.loads((top.run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    snapshot = RunDirectory(top.run_dir).read_snapshot()
     config = {k: v for k, v in snapshot["config"].items() if k not in _PLACE_SETTINGS}
     if isinstance(config.get("anneal"), dict):
         config["anneal"] = {k: v for k, v in config["anneal"].items() if k != "ledger"}

@@ -15,7 +15,7 @@ from typing import Any
 
 from townlet_core import TrainingContext, UnknownStrategyError
 from townlet_core.atomic import atomic_write_json
-from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO, TrainingResultDTO
+from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO
 from townlet_strategies_anneal.config import AnnealConfig, Stage
 from townlet_strategies_anneal.judging import (
     PERSISTED_METRICS,
@@ -87,7 +87,7 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
             stage.strategy, stage.overrides, stage=name, warm_start=last_good, annotate=telemetry
         )
         data = result.model_dump(mode="json")
-        label = _label(result) or label or stage.strategy
+        label = _label(data) or label or stage.strategy
         labels.append(label)
         known = baselines.setdefault(label, {}).setdefault(stage.strategy, {})
         judgement = judge(
@@ -98,7 +98,9 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
         )
         stage_dir = Path("stages") / name
         own = str(stage_dir / result.checkpoint) if result.checkpoint is not None else None
-        stages.append(_stage_record(index, stage, name, data, judgement, last_good, own, config))
+        stages.append(
+            _stage_record(index, stage, stage_dir, data, judgement, last_good, own, config)
+        )
         context.log(f"townlet: anneal stage {name}: {judgement.outcome}")
         if is_behaviour_cloning(data):
             last_bc = {"accuracy": judgement.accuracy, "passed": judgement.passed}
@@ -171,9 +173,8 @@ def _persisted(data: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _label(result: TrainingResultDTO) -> str | None:
-    """The dataset or environment a stage trained on: its baselines' key."""
-    data = result.model_dump()
+def _label(data: dict[str, Any]) -> str | None:
+    """The dataset or environment a stage trained on (from its result): its baselines' key."""
     if data.get("dataset"):
         path = Path(str(data["dataset"]))
         return path.name if path.suffix == "" else path.stem
@@ -184,7 +185,7 @@ def _label(result: TrainingResultDTO) -> str | None:
 def _stage_record(
     index: int,
     stage: Stage,
-    name: str,
+    stage_dir: Path,
     data: dict[str, Any],
     judgement: Judgement,
     warm_start: Path | None,
@@ -205,7 +206,7 @@ def _stage_record(
         index=index,
         cycle=stage.cycle,
         strategy=stage.strategy,
-        stage_dir=str(Path("stages") / name),
+        stage_dir=str(stage_dir),
         outcome=judgement.outcome,
         accepted=judgement.accepted,
         rolled_back=judgement.outcome == "rolled_back",

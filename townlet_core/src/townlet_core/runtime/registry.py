@@ -192,19 +192,31 @@ def _config_model(spec: StrategySpec, label: str) -> type[BaseModel]:
 def _check_parts(spec: StrategySpec, label: str) -> None:
     """What `strategies list --check` checks of a spec's import strings (see `load_all`)."""
     _config_model(spec, label)
-    for key, value in spec.import_strings().items():
-        if key == "config_model":
-            continue
-        if spec.requires_torch:
-            problem = _locate(value)
-            if problem:
-                raise PluginLoadError(
-                    f"strategy '{spec.name}' ({label}): its {key} {value}: {problem}"
-                )
-        elif not callable(_import(spec, key, value, label)):
+    if not spec.requires_torch:
+        _import_callables(spec, label)
+        return
+    for key, value in _runnable_strings(spec).items():
+        problem = _locate(value)
+        if problem:
+            raise PluginLoadError(f"strategy '{spec.name}' ({label}): its {key} {value}: {problem}")
+
+
+def _runnable_strings(spec: StrategySpec) -> dict[str, str]:
+    """The spec's import strings other than its config model (run, prepare, factory, ...)."""
+    return {k: v for k, v in spec.import_strings().items() if k != "config_model"}
+
+
+def _import_callables(spec: StrategySpec, label: str) -> dict[str, Any]:
+    """Import run/prepare/factory/after_commit and check each is callable."""
+    parts = {
+        key: _import(spec, key, value, label) for key, value in _runnable_strings(spec).items()
+    }
+    for key, part in parts.items():
+        if not callable(part):
             raise PluginLoadError(
-                f"strategy '{spec.name}' ({label}): {key} {value} is not callable"
+                f"strategy '{spec.name}' ({label}): {key} {getattr(spec, key)} is not callable"
             )
+    return parts
 
 
 def _locate(import_string: str) -> str | None:
@@ -532,12 +544,15 @@ class StrategyRegistry:
     def record_of(self, name: str) -> PluginRecord:
         """The active record of strategy `name` (resolving it first)."""
         self.resolve(name)
+        return self._active_record(name)
+
+    def _active_record(self, name: str) -> PluginRecord:
         return next(r for r in self._records if r.name == name and r.status != "disabled")
 
     def config_model(self, name: str) -> type[BaseModel]:
         """The pydantic model of strategy `name`'s config section (imports only that)."""
         spec = self.resolve(name)
-        return _config_model(spec, self.record_of(name).label)
+        return _config_model(spec, self._active_record(name).label)
 
     def load(self, name: str) -> LoadedStrategy:
         """Strategy `name` ready to run: config model imported, torch checked when it needs
@@ -549,7 +564,7 @@ class StrategyRegistry:
         if name in self._loaded:
             return self._loaded[name]
         spec = self.resolve(name)
-        record = self.record_of(name)
+        record = self._active_record(name)
         model = _config_model(spec, record.label)
         if spec.requires_torch:
             require_torch(f"Strategy '{spec.name}'", spec.name if install_hint(name) else None)
@@ -573,16 +588,8 @@ class StrategyRegistry:
     def _import_parts(
         spec: StrategySpec, label: str
     ) -> tuple[TrainingStrategy, AfterCommit | None]:
-        """Import the spec's config model, run/prepare or factory and after_commit."""
-        _config_model(spec, label)
-        parts = {
-            key: _import(spec, key, value, label) for key, value in spec.import_strings().items()
-        }
-        for key in ("run", "prepare", "factory", "after_commit"):
-            if key in parts and not callable(parts[key]):
-                raise PluginLoadError(
-                    f"strategy '{spec.name}' ({label}): {key} {getattr(spec, key)} is not callable"
-                )
+        """The strategy object (from run/prepare or the factory) and the after_commit step."""
+        parts = _import_callables(spec, label)
         if spec.factory is not None:
             try:
                 strategy = parts["factory"]()

@@ -104,9 +104,9 @@ class RunDirectory:
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         atomic_write_json(self.config_path, snapshot)
 
-    def read_snapshot_to_resume(self) -> dict[str, Any]:
-        """The config snapshot of a stopped run, or RunDirectoryError saying why it cannot be
-        resumed (not a run directory, unreadable, or already finished)."""
+    def read_snapshot(self) -> dict[str, Any]:
+        """The run's config snapshot (`config.json`), or RunDirectoryError saying what is
+        wrong with it (missing, unreadable, not a snapshot)."""
         if not self.config_path.exists():
             raise RunDirectoryError(
                 f"{self.path}: not a run directory (no {self.config_path.name}); pass the "
@@ -117,6 +117,12 @@ class RunDirectory:
             raise RunDirectoryError(
                 f"{self.config_path}: not a townlet config snapshot (no strategy or config)"
             )
+        return snapshot
+
+    def read_snapshot_to_resume(self) -> dict[str, Any]:
+        """The config snapshot of a stopped run, or RunDirectoryError saying why it cannot be
+        resumed (not a run directory, unreadable, or already finished)."""
+        snapshot = self.read_snapshot()
         state = _read_json(self.status_path).get("state", "") if self.status_path.exists() else ""
         if state in ("succeeded", "failed"):
             raise RunDirectoryError(
