@@ -21,14 +21,15 @@ def strategies() -> None:
     "--check",
     is_flag=True,
     help="Import every plugin and what its spec names (config model, run, factory), mark "
-    "broken or incompatible ones, exit 1 if any.",
+    "broken or incompatible ones, exit 1 if any (a conflict exits 1 with or without --check).",
 )
 @click.option("--all", "show_all", is_flag=True, help="Include disabled plugins.")
 @click.pass_context
 def list_strategies(ctx: click.Context, as_json: bool, check: bool, show_all: bool) -> None:
     """Show installed strategies: name, distribution, version, status, summary.
 
-    Without --check nothing is imported: the listing comes from package metadata.
+    Without --check nothing is imported: the listing comes from package metadata. Exits 1
+    while two distributions provide one strategy name (the table still shows them).
     """
     registry = make_registry(ctx, quiet_warnings=True)
     if check:
@@ -44,7 +45,15 @@ def list_strategies(ctx: click.Context, as_json: bool, check: bool, show_all: bo
             for r in records
         ]
         print_table(["NAME", "DISTRIBUTION", "VERSION", "STATUS", "SUMMARY"], rows)
-    if check and any(r.status in ("broken", "incompatible", "conflict") for r in records):
+    conflicting = sorted({r.name for r in records if r.status == "conflict"})
+    if conflicting:  # a conflict breaks every command that needs the name: never exit 0
+        where = "each entry's status and error" if as_json else "the STATUS column above"
+        click.echo(
+            f"townlet: error: conflicting strategies: {', '.join(conflicting)}; see {where}",
+            err=True,
+        )
+        ctx.exit(1)
+    if check and any(r.status in ("broken", "incompatible") for r in records):
         ctx.exit(1)
 
 

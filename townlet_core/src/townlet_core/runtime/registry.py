@@ -5,6 +5,11 @@ Policy (see docs/adr/0004-policy-training-strategies.md):
 * Discovery reads installed distribution metadata and imports nothing. Two distributions
   providing one strategy name are a *conflict*; a plugin whose `Requires-Dist` excludes this
   core is *incompatible*. Neither is ever imported.
+* A name that a first-party distribution (`FIRST_PARTY_DISTRIBUTIONS`, shipped from this
+  repository) provides is first-party: another distribution providing it is the intruder,
+  and the message says to uninstall that one. With the first-party distribution disabled,
+  the intruder is still not run under its name unless `TOWNLET_REPLACE_FIRST_PARTY` names
+  it (a comma list of distributions): disabling a plugin must never swap in other code.
 * A strategy is imported only when a command needs it. The *requested* strategy failing to
   load is an error; an *unrelated* broken or incompatible plugin costs one warning line.
 * `TOWNLET_LOAD_PLUGINS` (unset: all, empty: none, else a comma list of distributions),
@@ -51,6 +56,18 @@ PluginStatus = Literal["ok", "broken", "incompatible", "conflict", "disabled"]
 ENV_LOAD = "TOWNLET_LOAD_PLUGINS"
 ENV_DISABLE = "TOWNLET_DISABLE_PLUGINS"
 ENV_STRICT = "TOWNLET_STRICT_PLUGINS"
+ENV_REPLACE = "TOWNLET_REPLACE_FIRST_PARTY"
+
+#: The distributions shipped from this repository (PEP 503 names). A strategy name one of
+#: them provides belongs to it; any other distribution providing that name is the intruder.
+FIRST_PARTY_DISTRIBUTIONS = frozenset(
+    {
+        CORE_DISTRIBUTION,
+        "townlet-strategies-bc",
+        "townlet-strategies-ppo",
+        "townlet-strategies-anneal",
+    }
+)
 
 IN_PROCESS = "<in-process>"
 
@@ -58,6 +75,11 @@ IN_PROCESS = "<in-process>"
 def normalize_distribution(name: str) -> str:
     """PEP 503 normalisation, so `Townlet_Foo` and `townlet-foo` name the same distribution."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_first_party(distribution: str) -> bool:
+    """Whether `distribution` is one of those shipped from this repository."""
+    return normalize_distribution(distribution) in FIRST_PARTY_DISTRIBUTIONS
 
 
 def install_hint(strategy: str) -> str | None:
@@ -77,6 +99,11 @@ def env_flag(value: str | None) -> bool:
 def one_line(exc: BaseException | str) -> str:
     """An exception's message on one line (pluggy's validation errors span several)."""
     return " ".join(str(exc).split())
+
+
+def _sentence(text: str) -> str:
+    """`text` with its first letter upper-case (`str.capitalize` would lower the rest)."""
+    return text[:1].upper() + text[1:]
 
 
 def _stderr_warning(message: str) -> None:
@@ -106,6 +133,13 @@ class PluginRecord:
     @property
     def usable(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def removal(self) -> str:
+        """How to get rid of this provider: uninstall it, or stop registering it in-process."""
+        if self._entry_point is None:
+            return f"stop registering the in-process plugin {self.distribution}"
+        return f"uninstall {self.distribution}"
 
     def as_dict(self) -> dict[str, Any]:
         """The shape `townlet strategies list --json` prints (stable; extend, don't rename)."""
@@ -151,6 +185,53 @@ def _core_conflict(dist: metadata.Distribution) -> str | None:
 
 #: `after_commit(context, config, result)`: see `StrategySpec.after_commit`.
 AfterCommit = Callable[[Any, Any, Any], Any]
+
+
+def _mark_shared_name(records: list[PluginRecord]) -> None:
+    """Mark every provider of one name a conflict; where one is first-party, say which of
+    the others are the intruders to remove."""
+    first_party = [r for r in records if is_first_party(r.distribution)]
+    for record in records:
+        others = [r for r in records if r is not record]
+        if not first_party:
+            error = f"also provided by {', '.join(r.label for r in others)}"
+        elif record in first_party:
+            intruders = [r for r in others if r not in first_party]
+            error = (
+                f"also provided by {', '.join(r.label for r in intruders)} (third party); "
+                f"{'; '.join(r.removal for r in intruders)}"
+            )
+        else:
+            error = (
+                f"shadows first-party strategy '{record.name}' of {first_party[0].label}; "
+                f"{record.removal}"
+            )
+        record.status, record.error = "conflict", error
+
+
+def _conflict_message(name: str, active: list[PluginRecord]) -> str:
+    """Why `name` cannot run with several providers, and which one to remove."""
+    first_party = [r for r in active if is_first_party(r.distribution)]
+    intruders = [r for r in active if r not in first_party]
+    if not first_party or not intruders:
+        labels = " and ".join(r.label for r in active)
+        return (
+            f"Conflicting strategy '{name}' provided by {labels}; uninstall one or set "
+            f"{ENV_DISABLE}={active[-1].distribution}"
+        )
+    owner = " and ".join(r.label for r in first_party)
+    others = " and ".join(r.label for r in intruders)
+    one = len(intruders) == 1
+    if all(r._entry_point is not None for r in intruders):
+        command = " ".join(r.distribution for r in intruders)
+        remedy = f"Uninstall {'it' if one else 'them'}: pip uninstall {command}"
+    else:
+        remedy = _sentence("; ".join(r.removal for r in intruders))
+    return (
+        f"Conflicting strategy '{name}': {owner} is the first-party distribution (shipped "
+        f"with Townlet); {others} {'is a third party' if one else 'are third parties'} "
+        f"providing the same name. {remedy}"
+    )
 
 
 @dataclass(frozen=True)
@@ -280,6 +361,8 @@ class StrategyRegistry:
         #: Specs collected per plugin object: one module may back several entry points.
         self._collected: dict[int, list[StrategySpec]] = {}
         self._loaded: dict[str, LoadedStrategy] = {}
+        #: Third-party distributions allowed to provide a disabled first-party name.
+        self._replacing = {normalize_distribution(n) for n in _parse_list(env.get(ENV_REPLACE, ""))}
         if discover:
             self._discover(path, env)
 
@@ -338,16 +421,40 @@ class StrategyRegistry:
                 record.status, record.error = "disabled", f"listed in {ENV_DISABLE}"
 
     def _mark_conflicts(self) -> None:
+        """Mark every provider of a name two distributions provide, and third parties that
+        would stand in for a disabled first-party strategy (see the module docstring)."""
         by_name: dict[str, list[PluginRecord]] = {}
         for record in self._records:
             if record.status != "disabled":
                 by_name.setdefault(record.name, []).append(record)
-        for records in by_name.values():
-            if len({normalize_distribution(r.distribution) for r in records}) < 2:
+        for name, records in by_name.items():
+            if len({normalize_distribution(r.distribution) for r in records}) >= 2:
+                _mark_shared_name(records)
+            else:
+                self._mark_stand_ins(name, records)
+
+    def _first_party_providers(self, name: str) -> list[PluginRecord]:
+        """The first-party records (enabled or not) that provide strategy `name`."""
+        return [r for r in self._records if r.name == name and is_first_party(r.distribution)]
+
+    def _mark_stand_ins(self, name: str, records: list[PluginRecord]) -> None:
+        """A discovered third party is not run as a first-party strategy someone disabled,
+        unless `TOWNLET_REPLACE_FIRST_PARTY` names it (in-process plugins are explicit code)."""
+        owners = [r for r in self._first_party_providers(name) if r.status == "disabled"]
+        if not owners:
+            return
+        for record in records:
+            key = normalize_distribution(record.distribution)
+            if record._entry_point is None or is_first_party(key) or key in self._replacing:
                 continue
-            for record in records:
-                others = ", ".join(r.label for r in records if r is not record)
-                record.status, record.error = "conflict", f"also provided by {others}"
+            record.status, record.error = (
+                "conflict",
+                (
+                    f"shadows first-party strategy '{name}' of {owners[0].label} (disabled: "
+                    f"{owners[0].error}); {record.removal}, or set "
+                    f"{ENV_REPLACE}={record.distribution} to run it as '{name}'"
+                ),
+            )
 
     # ------------------------------------------------------------------ listing
 
@@ -471,12 +578,10 @@ class StrategyRegistry:
                 f"({records[0].error}). Change {ENV_LOAD} / {ENV_DISABLE} to use it."
             )
         if len(active) > 1:
-            labels = " and ".join(r.label for r in active)
-            raise StrategyConflictError(
-                f"Conflicting strategy '{name}' provided by {labels}; uninstall one or set "
-                f"{ENV_DISABLE}={active[-1].distribution}"
-            )
+            raise StrategyConflictError(_conflict_message(name, active))
         record = active[0]
+        if record.status == "conflict":
+            raise StrategyConflictError(self._stand_in_message(record))
         self._warn_about_others(exclude=record)
         if record.status in ("incompatible", "broken"):
             error_type = (
@@ -487,6 +592,19 @@ class StrategyRegistry:
             return self._load(record)
         except PluginLoadError as exc:
             raise type(exc)(self._load_failure(record, str(exc))) from exc
+
+    def _stand_in_message(self, record: PluginRecord) -> str:
+        """Why a third party is not run in place of a disabled first-party strategy."""
+        owners = self._first_party_providers(record.name)
+        if not owners:  # pragma: no cover - only `_mark_stand_ins` marks a lone provider
+            return f"strategy '{record.name}' ({record.label}): {record.error}"
+        owner = owners[0]
+        return (
+            f"Strategy '{record.name}' is first-party ({owner.label}, disabled: {owner.error}); "
+            f"{record.label} also provides it and is not run in its place. "
+            f"{_sentence(record.removal)}, or set {ENV_REPLACE}={record.distribution} to "
+            f"run it as '{record.name}'"
+        )
 
     def resolve_with_requirements(self, name: str) -> list[StrategySpec]:
         """`name` and, recursively, every strategy it composes, failing before any training."""
