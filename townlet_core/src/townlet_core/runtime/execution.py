@@ -1,14 +1,18 @@
 """One run in its run directory, for a top-level run and a composed stage alike.
 
 The order is the contract with strategies: `prepare` (nothing written yet), create the
-directory and mark it running, `run`, check the result, commit `result.json` and `run.json`,
-and only then the strategy's `after_commit` step (anneal's promotion ledger), so nothing
-outside the run directory ever records a run whose result was not committed.
+directory, take its lock (top-level runs) and mark it running, `run`, check the result,
+then commit: `result.json`, the state carried to later runs, the strategy's `after_commit`
+step (anneal's promotion ledger) and, last, `run.json`'s final state. Nothing outside the
+run directory records a run whose result is not committed, and run.json never claims a
+state the other files contradict. Ctrl-C or SIGTERM during the commit waits for it (see
+`interrupts`); a kill leaves run.json at `running`, which readers report as `stopped`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,17 @@ from townlet_core.contract.spec import StrategySpec
 from townlet_core.dto import TrainingResultDTO
 from townlet_core.errors import ConfigError, RunDirectoryError, StrategyRunError, TownletError
 from townlet_core.runtime.config import RunConfig
+from townlet_core.runtime.interrupts import held_interrupts
 from townlet_core.runtime.metrics import MetricsSink
 from townlet_core.runtime.progress import Progress
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
-from townlet_core.runtime.run_dir import METRICS_FILE, RunDirectory, utc_now
+from townlet_core.runtime.run_dir import (
+    LOCK_FILE,
+    METRICS_FILE,
+    RunDirectory,
+    is_no_space,
+    utc_now,
+)
 from townlet_core.runtime.seeding import seed_everything
 from townlet_core.runtime.state import StateStore
 
@@ -31,31 +42,50 @@ from townlet_core.runtime.state import StateStore
 @dataclass
 class RunServices:
     """What every run of one top-level run shares: the registry, the state carried across
-    runs (saved once the top-level run succeeded), the progress display and the log."""
+    runs (saved when the top-level run commits), the progress display and the log."""
 
     registry: StrategyRegistry
     store: StateStore
     progress: Callable[[int | None, str], Progress]
     log: Callable[[str], None]
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Each namespace as it was read, so saving merges this run's changes into what
+    #: concurrent runs saved meanwhile instead of overwriting them.
+    loaded: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def state_for(self, strategy: str) -> dict[str, Any]:
         if strategy not in self.states:
-            self.states[strategy] = self.store.load(strategy)
+            base = self.store.load(strategy)
+            self.loaded[strategy] = base
+            self.states[strategy] = _deep_copy(base)
         return self.states[strategy]
 
     def save_states(self) -> None:
         for namespace, value in self.states.items():
-            self.store.save(namespace, value)
+            self.store.merge(namespace, self.loaded.get(namespace, {}), value)
+
+
+def _deep_copy(value: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(value)
 
 
 def check_device(spec: StrategySpec, device: str) -> None:
-    """A torch-free strategy runs on the CPU; asking it for a GPU is a config error."""
-    if not spec.requires_torch and device not in ("auto", "cpu"):
-        raise ConfigError(
-            f"--device {device}: strategy '{spec.name}' does not use torch and runs on the "
-            "CPU; use --device cpu or auto"
-        )
+    """A torch-free strategy runs on the CPU; asking it for a GPU is a config error. A torch
+    strategy's device must exist on this machine (checked before anything is written)."""
+    if not spec.requires_torch:
+        if device not in ("auto", "cpu"):
+            raise ConfigError(
+                f"--device {device}: strategy '{spec.name}' does not use torch and runs on the "
+                "CPU; use --device cpu or auto"
+            )
+        return
+    if device in ("auto", "cpu"):
+        return  # no need to import torch here: every machine has a CPU
+    from townlet_core.nn.device import check_device_available
+
+    check_device_available(device)
 
 
 def execute(
@@ -73,11 +103,16 @@ def execute(
     annotate: Annotator | None = None,
     resume: bool = False,
 ) -> TrainingResultDTO:
-    """Run `loaded` with `section` in `path` and return its committed result."""
+    """Run `loaded` with `section` in `path` and return its committed result.
+
+    A resumed run's lock is taken by the caller before it reads the run's files."""
     spec = loaded.spec
     seed = run_config.run.seed
     sink = MetricsSink(
-        path / METRICS_FILE, rotate_after=run_config.run.metrics.rotate_after, annotate=annotate
+        path / METRICS_FILE,
+        rotate_after=run_config.run.metrics.rotate_after,
+        annotate=annotate,
+        log=services.log,
     )
     context = TrainingContext(
         spec=spec,
@@ -97,44 +132,107 @@ def execute(
         log=services.log,
     )
     _guarded(spec, lambda: loaded.strategy.prepare(context, section))
-    directory = RunDirectory(path) if resume else RunDirectory.create(path)
-    if parent is None:
-        verb = "resuming" if resume else "running"
-        services.log(f"townlet: {verb} '{spec.name}' in {path} (seed {seed})")
-    if snapshot is not None:
-        directory.write_snapshot(snapshot)
-    if resume:
-        directory.mark("running", resumed_at=utc_now().isoformat())
-    else:
-        directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
+    with ExitStack() as held:
+        directory = RunDirectory(path) if resume else RunDirectory.create(path)
+        if parent is None and not resume:
+            held.enter_context(directory.lock().held())
+            if any(p.name != LOCK_FILE for p in path.iterdir()):  # another run got there first
+                raise RunDirectoryError(directory.occupied_message())
+        if parent is None:
+            verb = "resuming" if resume else "running"
+            services.log(f"townlet: {verb} '{spec.name}' in {path} (seed {seed})")
+        _start(directory, spec, snapshot, resume)
+        result = _run(loaded, context, section, directory, sink)
+        return _commit(loaded, context, section, result, directory, services)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
+
+
+def _start(
+    directory: RunDirectory, spec: StrategySpec, snapshot: dict[str, Any] | None, resume: bool
+) -> None:
+    """config.json (a new top-level run) and run.json `running`."""
+    try:
+        if snapshot is not None:
+            directory.write_snapshot(snapshot)
+        if resume:
+            directory.mark("running", resumed_at=utc_now().isoformat())
+        else:
+            directory.mark("running", strategy=spec.name, started_at=utc_now().isoformat())
+    except OSError as exc:
+        raise RunDirectoryError(write_failure(exc, directory.path)) from exc
+
+
+def _run(
+    loaded: LoadedStrategy,
+    context: TrainingContext,
+    section: BaseModel,
+    directory: RunDirectory,
+    sink: MetricsSink,
+) -> TrainingResultDTO:
+    """The strategy's `run`, its result checked; any failure recorded in run.json."""
+    spec, log = loaded.spec, context.log
     try:
         with sink:
             result = loaded.strategy.run(context, section)
-        result = accept_result(spec, result, directory, sink)
+        return accept_result(spec, result, directory, sink)
     except KeyboardInterrupt:
-        directory.mark("interrupted", error="interrupted by the user (Ctrl-C or SIGINT)")
+        directory.try_mark("interrupted", log, error="interrupted by the user (Ctrl-C or SIGINT)")
         raise
     except TownletError as exc:
-        directory.mark("error", error=str(exc))
+        directory.try_mark("error", log, error=str(exc))
         raise
+    except OSError as exc:
+        message = f"strategy '{spec.name}': {write_failure(exc, directory.path)}"
+        directory.try_mark("error", log, error=message)
+        raise RunDirectoryError(message) from exc
     except Exception as exc:
         message = f"strategy '{spec.name}' failed: {type(exc).__name__}: {exc}"
-        directory.mark("error", error=message)
+        directory.try_mark("error", log, error=message)
         raise StrategyRunError(message) from exc
-    try:
-        directory.write_result(result.model_dump_json())
-    except OSError as exc:
-        message = f"cannot write {directory.result_path}: {exc}; the run's files are kept"
-        directory.mark("error", error=message)
-        raise RunDirectoryError(message) from exc
-    directory.mark(
-        result.status,
-        finished_at=utc_now().isoformat(),
-        **({"reason": result.status_reason} if result.status_reason else {}),
-    )
-    if loaded.after_commit is not None:
-        result = _after_commit(loaded, context, section, result, directory)
+
+
+def _commit(
+    loaded: LoadedStrategy,
+    context: TrainingContext,
+    section: BaseModel,
+    result: TrainingResultDTO,
+    directory: RunDirectory,
+    services: RunServices,
+) -> TrainingResultDTO:
+    """result.json, the carried state (top-level runs), after_commit, run.json: in that
+    order, with Ctrl-C and SIGTERM held until all are written."""
+    with held_interrupts(services.log) as stop:
+        try:
+            directory.write_result(result.model_dump_json())
+            if context.parent is None:
+                services.save_states()
+        except OSError as exc:
+            message = f"{write_failure(exc, directory.path)}; the run's other files are kept"
+            directory.try_mark("error", context.log, error=message)
+            raise RunDirectoryError(message) from exc
+        if loaded.after_commit is not None:
+            result = _after_commit(loaded, context, section, result, directory)
+        directory.mark(
+            result.status,
+            finished_at=utc_now().isoformat(),
+            **({"reason": result.status_reason} if result.status_reason else {}),
+        )
+    if stop and context.parent is not None:
+        raise KeyboardInterrupt  # the stage is committed; its parent stops now
+    if stop:
+        services.log("townlet: the stop came after the run's result was committed; it stands")
     return result
+
+
+def write_failure(exc: OSError, run_dir: Path) -> str:
+    """A write error in words: a full disk is named as such, with the path it hit."""
+    where = exc.filename or f"a file under {run_dir}"
+    if is_no_space(exc):
+        return (
+            f"no space left on device at {where}; free space, then continue the run with "
+            f"'townlet train --resume {run_dir}' (strategies that checkpoint) or start it again"
+        )
+    return f"cannot write {where}: {exc.strerror or exc}"
 
 
 def accept_result(
@@ -175,19 +273,22 @@ def _after_commit(
     result: TrainingResultDTO,
     directory: RunDirectory,
 ) -> TrainingResultDTO:
-    """The strategy's step after the commit; a result it returns replaces result.json."""
+    """The strategy's step after result.json is committed; a result it returns replaces
+    result.json. A failure here is recorded with the run's own state (its result stands)."""
     assert loaded.after_commit is not None
     try:
         updated = loaded.after_commit(context, section, result)
     except (TownletError, KeyboardInterrupt) as exc:
-        directory.mark(result.status, after_commit_error=str(exc) or type(exc).__name__)
+        directory.try_mark(
+            result.status, context.log, after_commit_error=str(exc) or type(exc).__name__
+        )
         raise
     except Exception as exc:
         message = (
             f"strategy '{loaded.spec.name}': the run finished and its result is committed, "
             f"but its after-commit step failed: {type(exc).__name__}: {exc}"
         )
-        directory.mark(result.status, after_commit_error=message)
+        directory.try_mark(result.status, context.log, after_commit_error=message)
         raise StrategyRunError(message) from exc
     if updated is None:
         return result

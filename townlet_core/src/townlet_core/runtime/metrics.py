@@ -4,18 +4,24 @@ Rotation follows the original Townlet trainer: after `rotate_after` lines the cu
 closed and writing continues in `NAME.1`, then `NAME.2`, and so on. Reopening a sink (a
 resumed run) continues in the last file at its line count, so nothing is overwritten.
 Non-finite floats are written as `null`: strict JSON that every reader accepts.
+
+Each line is written with one call and flushed, so only a stop in the middle of that write
+(a full disk, a power loss) can leave a torn last line; reopening the sink drops such a
+line with a warning naming the file, and readers skip it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from townlet_core.atomic import atomic_write_text
+from townlet_core.errors import DataError
 
 
 def _json_safe(value: Any) -> Any:
@@ -51,9 +57,11 @@ class MetricsSink:
         *,
         rotate_after: int | None = None,
         annotate: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         """`annotate(record)` returns fields added to every record (a composing strategy's
-        view of its stage, e.g. anneal's `anneal_*` fields and guardrail flags)."""
+        view of its stage, e.g. anneal's `anneal_*` fields and guardrail flags); `log`
+        hears about a torn last line dropped from an existing file."""
         if rotate_after is not None and rotate_after < 1:
             raise ValueError("rotate_after must be at least 1")
         self.path = path
@@ -62,8 +70,15 @@ class MetricsSink:
         while rotated_path(path, self._index + 1).exists():
             self._index += 1
         current = rotated_path(path, self._index)
+        if current.exists():
+            dropped = drop_torn_tail(current)
+            if dropped and log is not None:
+                log(
+                    f"townlet: warning: dropped a torn last line ({dropped} bytes) from "
+                    f"{current}; the run stopped while writing it"
+                )
         self._lines = _count_lines(current) if current.exists() else 0
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
         self.records_written = 0
         self._annotate = annotate
 
@@ -80,12 +95,19 @@ class MetricsSink:
             self._close_handle()
             self._index += 1
             self._lines = 0
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = rotated_path(self.path, self._index).open(
-                "a", encoding="utf-8", buffering=1
-            )
-        self._handle.write(encode_record(record) + "\n")
+        line = (encode_record(record) + "\n").encode("utf-8")
+        current = rotated_path(self.path, self._index)
+        try:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = current.open("ab", buffering=0)
+            written = self._handle.write(line)
+            while written is not None and written < len(line):  # a short write: finish it
+                written += self._handle.write(line[written:]) or 0
+        except OSError as exc:
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(current)) from exc
+            raise
         self._lines += 1
         self.records_written += 1
 
@@ -133,12 +155,63 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
+def _torn_tail_size(path: Path) -> int:
+    """Bytes at the end of `path` that are not a complete JSON line (0 when none)."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb") as handle:
+        block = min(size, 1 << 20)
+        handle.seek(size - block)
+        tail = handle.read(block)
+    if not tail.endswith(b"\n"):
+        cut = tail.rfind(b"\n")
+        if cut == -1 and block < size:  # a single line longer than 1 MiB: leave it alone
+            return 0
+        return len(tail) - (cut + 1)
+    cut = tail.rfind(b"\n", 0, len(tail) - 1)
+    last = tail[cut + 1 :]
+    if cut == -1 and block < size:
+        return 0
+    try:
+        json.loads(last)
+    except ValueError:  # e.g. a line of zero bytes from a power loss
+        return len(last)
+    return 0
+
+
+def drop_torn_tail(path: Path) -> int:
+    """Cut a torn last line off `path` (in place); returns how many bytes were dropped."""
+    torn = _torn_tail_size(path)
+    if torn:
+        os.truncate(path, path.stat().st_size - torn)
+    return torn
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every record of a metrics file and its rotations, in the order they were written."""
+    """Every record of a metrics file and its rotations, in the order they were written.
+
+    A torn last line (a run stopped while writing it) is skipped; any other line that is
+    not JSON is a DataError naming the file and line."""
     records: list[dict[str, Any]] = []
     index = 0
     while (current := rotated_path(path, index)).exists():
-        with current.open(encoding="utf-8") as handle:
-            records.extend(json.loads(line) for line in handle if line.strip())
+        last_file = not rotated_path(path, index + 1).exists()
+        with current.open("rb") as handle:
+            lines = handle.read().split(b"\n")
+        complete, tail = lines[:-1], lines[-1]
+        for number, raw in enumerate(complete, start=1):
+            if not raw.strip():
+                continue
+            try:
+                records.append(json.loads(raw))
+            except ValueError as exc:
+                if last_file and number == len(complete) and not tail:
+                    break  # a torn last line
+                raise DataError(
+                    f"{current}: line {number} is not JSON ({exc}); the metrics file is damaged"
+                ) from exc
+        if tail.strip() and not last_file:
+            raise DataError(f"{current}: the last line is incomplete; the metrics file is damaged")
         index += 1
     return records

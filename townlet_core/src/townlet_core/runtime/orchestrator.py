@@ -18,7 +18,7 @@ from townlet_core.runtime.config import RunConfig, build_run_config, strategy_fr
 from townlet_core.runtime.execution import RunServices, check_device, execute
 from townlet_core.runtime.progress import Progress, progress_wanted
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
-from townlet_core.runtime.run_dir import RunDirectory, run_snapshot
+from townlet_core.runtime.run_dir import RunDirectory, check_output_location, run_snapshot
 from townlet_core.runtime.state import STATE_FILE, StateStore
 
 
@@ -80,19 +80,21 @@ class Orchestrator:
 
         The run's recorded config, seed and device are used unchanged, so the continued run
         equals one that was never interrupted. Only strategies whose spec declares
-        `supports_resume=True` can do this.
+        `supports_resume=True` can do this. The run's lock is held from the first read, and
+        its carried state goes to the runs root it lives in (never one its files name).
         """
         path = Path(run_dir)
-        snapshot = RunDirectory(path).read_snapshot_to_resume()
-        name = str(snapshot["strategy"])
-        loaded = self.registry.load_with_requirements(name)
-        if not loaded[name].spec.supports_resume:
-            raise ConfigError(
-                f"strategy '{name}' cannot resume a stopped run; start a new run instead"
-            )
-        data = {**snapshot["config"], "run_dir": str(path)}
-        run_config = self._configure(name, loaded, data=data)
-        return self._run_top(loaded[name], run_config, path, resume=True)
+        with RunDirectory(path).lock().held():
+            snapshot = RunDirectory(path).read_snapshot_to_resume()
+            name = str(snapshot["strategy"])
+            loaded = self.registry.load_with_requirements(name)
+            if not loaded[name].spec.supports_resume:
+                raise ConfigError(
+                    f"strategy '{name}' cannot resume a stopped run; start a new run instead"
+                )
+            data = RunDirectory(path).resume_config(snapshot)
+            run_config = self._configure(name, loaded, data=data)
+            return self._run_top(loaded[name], run_config, path, resume=True)
 
     def _run_top(
         self,
@@ -103,7 +105,7 @@ class Orchestrator:
         snapshot: dict[str, Any] | None = None,
         resume: bool = False,
     ) -> TrainingResultDTO:
-        """Run (or resume) a top-level run, then save the state every strategy carried."""
+        """Run (or resume) a top-level run; its commit saves the state strategies carried."""
         services = RunServices(
             registry=self.registry,
             store=StateStore(run_config.run.runs_root / STATE_FILE),
@@ -111,6 +113,7 @@ class Orchestrator:
             log=self._info,
         )
         section = run_config.section(loaded.spec.name)
+        check_output_location(run_config.run.runs_root, f"the runs root (for {STATE_FILE})")
         try:
             result = execute(
                 loaded,
@@ -125,7 +128,6 @@ class Orchestrator:
         finally:
             if path.is_dir():
                 self.last_run_dir = path
-        services.save_states()
         return result
 
     def _configure(
