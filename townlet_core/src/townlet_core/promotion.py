@@ -38,7 +38,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -48,6 +48,8 @@ from townlet_core.errors import ConfigError, DataError
 LEDGER_FILE = "promotion.sqlite"
 HISTORY_LIMIT = 200
 DEFAULT_REQUIRED_PASSES = 2
+#: How long a writer waits for another process's transaction before giving up.
+LOCK_TIMEOUT_S = 60.0
 #: The lineage of verdicts recorded without one, and of a migrated single-lineage ledger.
 DEFAULT_LINEAGE = "default"
 
@@ -137,8 +139,10 @@ class PromotionLedger:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
             db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            raise self._failure(exc) from exc
         except sqlite3.DatabaseError as exc:
             raise DataError(
                 f"{self.path}: not a readable promotion ledger ({exc}); move it aside to start a "
@@ -148,17 +152,63 @@ class PromotionLedger:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: all of it is recorded or none of it is."""
         db = self._connect()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # not when BEGIN itself failed (the ledger stayed locked)
-                db.execute("ROLLBACK")
-            raise
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise self._failure(exc) from exc
         finally:
             db.close()
+
+    def _failure(self, exc: sqlite3.OperationalError) -> DataError:
+        """SQLite's operational errors in words, each with what to do; nothing was changed."""
+        text = str(exc).lower()
+        if "full" in text:
+            what = "no space left on device at {path}; free space and record it again"
+        elif "locked" in text or "busy" in text:
+            what = (
+                f"{{path}} stayed locked by another process for {LOCK_TIMEOUT_S:.0f} s; "
+                "try again once it has finished"
+            )
+        elif "readonly" in text or "unable to open" in text:
+            what = "{path} cannot be written (" + str(exc) + "); fix its permissions or location"
+        else:
+            what = "{path}: the ledger failed (" + str(exc) + ")"
+        return DataError(
+            what.format(path=self.path) + "; the ledger is unchanged (it records all or nothing)"
+        )
+
+    @staticmethod
+    def check_location(path: Path) -> None:
+        """Refuse, without writing anything, a ledger path that cannot work: a folder, a file
+        that is not a ledger, or a place that cannot be written. Run before training."""
+        from townlet_core.runtime.run_dir import check_output_location
+
+        if path.is_dir():
+            raise ConfigError(f"{path}: the promotion ledger must be a file path, not a folder")
+        check_output_location(path.parent, "the promotion ledger's folder")
+        if not path.exists():
+            return
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                db.execute("SELECT name FROM sqlite_master").fetchall()
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"{path}: not a readable promotion ledger ({exc}); move it aside to start a "
+                "new one"
+            ) from exc
 
     @staticmethod
     def _event(db: sqlite3.Connection, lineage: str, event: str, detail: Mapping[str, Any]) -> None:

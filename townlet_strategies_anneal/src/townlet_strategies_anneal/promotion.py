@@ -1,15 +1,18 @@
 """Anneal's after-commit step: record the committed verdict in the promotion ledger.
 
-Runs only once `result.json` and `run.json` are committed (`StrategySpec.after_commit`), so
-the ledger never holds a PASS for a run that ended in an error. The ledger counts evidence,
-not repetitions: each verdict carries its lineage (the schedule, per label) and an evidence
-fingerprint of the run's seed, config and code versions; see docs/promotion.md.
+Runs only once `result.json` is committed (`StrategySpec.after_commit`; run.json's final state
+is written after it), so the ledger never holds a PASS for a run that ended in an error. The
+ledger's location is checked in `prepare` (`check_ledger`), before anything trains. The
+ledger counts evidence, not repetitions: each verdict carries its lineage (the schedule, per
+label) and an evidence fingerprint of the run's seed, config and code versions; see
+docs/promotion.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from townlet_core import TrainingContext
@@ -45,15 +48,22 @@ def evidence(context: TrainingContext) -> str:
     return evidence_fingerprint(snapshot["seed"], config, snapshot.get("versions", {}))
 
 
+def ledger_path(context: TrainingContext, config: AnnealConfig) -> Path:
+    """The ledger this run records its verdict in (`anneal.ledger`, else the runs root's)."""
+    return config.ledger or context.config.run.runs_root / LEDGER_FILE
+
+
+def check_ledger(context: TrainingContext, config: AnnealConfig) -> None:
+    """Refuse a ledger path that cannot take the verdict, before anything trains."""
+    PromotionLedger.check_location(ledger_path(context, config))
+
+
 def record_verdict(
     context: TrainingContext, config: AnnealConfig, result: TrainingResultDTO
 ) -> AnnealSummaryDTO:
     """Record the run's verdict; return the summary with the ledger's view of it."""
     assert isinstance(result, AnnealSummaryDTO)
-    ledger = PromotionLedger(
-        config.ledger or context.config.run.runs_root / LEDGER_FILE,
-        required_passes=config.required_passes,
-    )
+    ledger = PromotionLedger(ledger_path(context, config), required_passes=config.required_passes)
     candidate: dict[str, Any] = {
         "run_dir": str(context.run_dir),
         "checkpoint": str(context.run_dir / result.checkpoint) if result.checkpoint else None,
