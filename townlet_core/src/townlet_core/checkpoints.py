@@ -14,12 +14,13 @@ other's checkpoint and a mismatch is explained field by field.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from townlet_core.errors import DataError
+from townlet_core.errors import ConfigError, DataError
 
 INFO_FILE = "checkpoint.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -27,19 +28,36 @@ STATE_FILE = "state.pt"
 FORMAT: Literal["townlet-checkpoint"] = "townlet-checkpoint"
 FORMAT_VERSION = 1
 
+#: The widest layer a `NetworkSpec` may declare, and the most hidden layers. Far above any
+#: network these strategies train (64 to 256 wide), low enough that a typo or an edited
+#: checkpoint cannot ask for a layer of 200,000 (160 GB) before anything else is checked.
+MAX_LAYER_WIDTH = 65_536
+MAX_HIDDEN_LAYERS = 64
+
+LayerWidth = Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]
+
 
 class NetworkSpec(BaseModel):
-    """The policy network's shape: small, serialisable, shared by BC and PPO."""
+    """The policy network's shape: small, serialisable, shared by BC and PPO.
+
+    Validated the same way in a config (`ppo.network`, `bc.network`) and in a checkpoint's
+    description: a width of 0 would train a network that ignores its input, a negative one
+    cannot be built. No hidden layers at all (`[]`) is a linear policy, which works.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hidden_sizes: tuple[int, ...] = Field(
-        (64, 64), description="Widths of the hidden layers of the actor and of the critic."
+    hidden_sizes: tuple[LayerWidth, ...] = Field(
+        (64, 64),
+        max_length=MAX_HIDDEN_LAYERS,
+        description="Widths of the hidden layers of the actor and of the critic (each "
+        f"1..{MAX_LAYER_WIDTH}, at most {MAX_HIDDEN_LAYERS} layers; [] gives a linear policy).",
     )
     activation: Literal["tanh", "relu"] = Field("tanh", description="Hidden-layer activation.")
     encoder_hidden: int = Field(
         256,
         ge=1,
+        le=MAX_LAYER_WIDTH,
         description="Width of each branch (map, features) of the encoder for observations "
         "with a map; unused for flat observations.",
     )
@@ -59,6 +77,16 @@ class ObservationSpec(BaseModel):
     map_shape: tuple[int, int, int] | None = None
     feature_names: list[str] | None = None
 
+    @classmethod
+    def from_layout(cls, layout: Mapping[str, tuple[int, ...]]) -> ObservationSpec:
+        """The spec of a recorded observation layout (`features`, optional `map`), as
+        `townlet_core.envs.make.observation_layout` gives it for an environment."""
+        map_shape = layout.get("map")
+        return cls(
+            features_dim=layout["features"][0],
+            map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
+        )
+
 
 class Producer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,7 +103,7 @@ class CheckpointInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["townlet-checkpoint"] = FORMAT
-    format_version: int = FORMAT_VERSION
+    format_version: int = Field(FORMAT_VERSION, ge=1)
     network: NetworkSpec
     observation: ObservationSpec
     action_dim: int = Field(ge=1)
@@ -112,11 +140,7 @@ def read_info(path: Path | str) -> CheckpointInfo:
         data = json.loads(info_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{info_path}: unreadable checkpoint description ({exc})") from exc
-    if isinstance(data, dict) and data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise DataError(
-            f"{info_path}: checkpoint format version {data['format_version']} is newer than "
-            f"this townlet-core reads ({FORMAT_VERSION}); upgrade townlet-core"
-        )
+    _check_version(info_path, data)
     try:
         return CheckpointInfo.model_validate(data)
     except ValidationError as exc:
@@ -125,6 +149,50 @@ def read_info(path: Path | str) -> CheckpointInfo:
             for e in exc.errors()
         )
         raise DataError(f"{info_path}: invalid checkpoint description: {problems}") from exc
+
+
+def _check_version(info_path: Path, data: object) -> None:
+    """Refuse a description that is no JSON object, or whose `format_version` is no integer
+    (pydantic would turn "1" into 1) or newer than this core reads, before validating it."""
+    invalid = f"{info_path}: invalid checkpoint description"
+    if not isinstance(data, dict):
+        raise DataError(f"{invalid}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DataError(
+            f"{invalid}: format_version must be an integer (this townlet-core reads version "
+            f"{FORMAT_VERSION}), got {json.dumps(version)}"
+        )
+    if version > FORMAT_VERSION:
+        raise DataError(
+            f"{info_path}: checkpoint format version {version} is newer than this "
+            f"townlet-core reads ({FORMAT_VERSION}); upgrade townlet-core"
+        )
+
+
+def recorded_env_id(path: Path | str, info: CheckpointInfo) -> str:
+    """The environment a checkpoint was trained on, when running it runs no code the file
+    names: a description is data, so only an id already in Gymnasium's registry is taken
+    from it. An import string (`module:Class`, `module:Env-v0`) would import and call
+    whatever the file says; it runs only when the user passes it with --env.
+    """
+    folder = checkpoint_dir(path)
+    env_id = info.env_id
+    if env_id is None:
+        raise ConfigError(f"{folder}: the checkpoint records no environment; pass --env ID")
+    if ":" in env_id:
+        raise ConfigError(
+            f"checkpoint {folder} was trained on '{env_id}'; pass --env {env_id} to run that code"
+        )
+    import gymnasium  # its own registry only: Gymnasium 1.x loads no plugin modules
+
+    if env_id not in gymnasium.registry:
+        raise ConfigError(
+            f"checkpoint {folder} was trained on '{env_id}', which is not a registered "
+            f"Gymnasium id here; install the package that registers it and pass --env "
+            f"MODULE:{env_id} (MODULE registers the id when imported), or --env ID"
+        )
+    return env_id
 
 
 def mismatches(info: CheckpointInfo, observation: ObservationSpec, action_dim: int) -> list[str]:

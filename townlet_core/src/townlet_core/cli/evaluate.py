@@ -10,7 +10,13 @@ import click
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--env", "env_id", metavar="ID", help="Environment (default: the checkpoint's).")
+@click.option(
+    "--env",
+    "env_id",
+    metavar="ID",
+    help="Gymnasium id or module:Class (default: the checkpoint's, if it is a registered "
+    "Gymnasium id; an import string recorded in a checkpoint runs only when passed here).",
+)
 @click.option("--episodes", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the episodes."
@@ -35,22 +41,20 @@ def evaluate(
 ) -> None:
     """Run CHECKPOINT (a checkpoint folder, e.g. RUN_DIR/checkpoint) for N episodes and
     report the mean, std, min and max of return and episode length. Greedy by default."""
-    from townlet_core.checkpoints import ObservationSpec, check_compatible, read_info
+    from townlet_core.checkpoints import (
+        ObservationSpec,
+        check_compatible,
+        read_info,
+        recorded_env_id,
+    )
     from townlet_core.envs.evaluation import environment_spaces, evaluate_policy
-    from townlet_core.errors import ConfigError
     from townlet_core.runtime.torch_guard import require_torch
 
     info = read_info(checkpoint)
-    env_id = env_id or info.env_id
-    if env_id is None:
-        raise ConfigError(f"{checkpoint}: the checkpoint records no environment; pass --env ID")
+    # An id from the checkpoint is data (registered ids only); code runs only from --env.
+    env_id = env_id or recorded_env_id(checkpoint, info)
     layout, actions = environment_spaces(env_id, max_episode_steps)
-    map_shape = layout.get("map")
-    observation = ObservationSpec(
-        features_dim=layout["features"][0],
-        map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
-    )
-    check_compatible(checkpoint, info, observation, actions)
+    check_compatible(checkpoint, info, ObservationSpec.from_layout(layout), actions)
     require_torch("townlet evaluate", "bc")
     from townlet_core.nn import TorchPolicy, device_name, select_device
 

@@ -438,7 +438,7 @@ def capture(
         layout = observation_layout(env.single_observation_space, env_id)
         policy_name = _policy_name(policy)
         if isinstance(policy, str):
-            policy = resolve_policy(policy, env_id, env.single_action_space, seed)
+            policy = resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
         settings = {
             "env_id": env_id,
             "policy": policy_name,

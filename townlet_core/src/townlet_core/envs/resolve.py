@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,19 @@ _NO_PARAMETERS: tuple[inspect.Parameter, ...] = ()
 _IMPORT_STRING = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-def resolve_policy(spec: str, env_id: str, action_space: Any, seed: int) -> Policy:
+def resolve_policy(
+    spec: str,
+    env_id: str,
+    action_space: Any,
+    seed: int,
+    *,
+    layout: Mapping[str, tuple[int, ...]] | None = None,
+) -> Policy:
     """Turn a policy spec into a callable: "scripted", "random", "module:factory" or a PATH.
 
     The one place that routes specs, so a checkpoint loader can fill in the PATH branch.
+    With `layout` (the environment's recorded observation layout, see `observation_layout`)
+    a checkpoint is first checked to fit it and `action_space`, as `townlet evaluate` checks.
     """
     if spec == "scripted":
         from townlet_core.envs.experts import expert_for
@@ -44,7 +53,8 @@ def resolve_policy(spec: str, env_id: str, action_space: Any, seed: int) -> Poli
     if _IMPORT_STRING.match(spec) and not path.exists():
         return _import_policy(spec, env_id)
     if path.exists() or _looks_like_path(spec):
-        return _checkpoint_policy(spec, path, seed)
+        fits = None if layout is None else (layout, action_count(action_space, env_id))
+        return _checkpoint_policy(spec, path, seed, fits)
     raise ConfigError(
         f"unknown policy '{spec}'{did_you_mean(spec, NAMED_POLICIES)} (a policy is scripted, "
         "random, module:factory or the path of a checkpoint)"
@@ -55,13 +65,27 @@ def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or spec.startswith(("~", ".")) or Path(spec).suffix != ""
 
 
-def _checkpoint_policy(spec: str, path: Path, seed: int = 0) -> Policy:
-    """A trained policy from a checkpoint folder (greedy); loading weights needs torch."""
+def _checkpoint_policy(
+    spec: str,
+    path: Path,
+    seed: int = 0,
+    fits: tuple[Mapping[str, tuple[int, ...]], int] | None = None,
+) -> Policy:
+    """A trained policy from a checkpoint folder (greedy); loading weights needs torch.
+
+    With `fits` (observation layout, action count) the checkpoint's description is checked
+    against them first: a misfit is named field by field instead of failing on a shape.
+    """
     if not path.exists():
         raise ConfigError(
             f"policy checkpoint {spec} does not exist; pass an existing checkpoint, "
             "'scripted', 'random' or module:factory"
         )
+    if fits is not None:
+        from townlet_core.checkpoints import ObservationSpec, check_compatible, read_info
+
+        layout, actions = fits
+        check_compatible(path, read_info(path), ObservationSpec.from_layout(layout), actions)
     from townlet_core.runtime.torch_guard import require_torch
 
     require_torch(f"Loading the checkpoint policy {spec}", "bc")

@@ -1,8 +1,11 @@
 """Save and load checkpoints (format in `townlet_core.checkpoints`), atomically.
 
 A checkpoint folder is written under a temporary name and renamed into place, so a crash
-leaves either no checkpoint or a complete one. Loading verifies the weights' SHA-256 and
-says exactly what differs when a checkpoint does not fit.
+leaves either no checkpoint or a complete one. Loading trusts nothing it reads: it verifies
+the weights' SHA-256, checks the network `checkpoint.json` declares against the tensor
+shapes in the weights file's header before building anything (an edited width cannot make
+it allocate more than the file holds), refuses NaN or infinite weights by name, and says
+exactly what differs when a checkpoint does not fit.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from townlet_core.__about__ import __version__
@@ -141,34 +144,76 @@ def load_checkpoint(
             f"{weights}: does not match the checksum in {INFO_FILE} (corrupt, truncated or "
             "replaced); re-create the checkpoint"
         )
+    _check_declared_network(folder, info, _header_shapes(weights))
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{weights}: unreadable weights ({exc}); re-create the checkpoint") from exc
+    _check_finite(weights, tensors)
     network = PolicyNetwork(info.network, info.observation, info.action_dim)
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong_shape = sorted(
-        f"{k} {tuple(tensors[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in set(expected) & set(tensors)
-        if tensors[k].shape != expected[k].shape
-    )
-    if missing or unexpected or wrong_shape:
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing[:5])}" if missing else "",
-                f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
-                f"shapes differ: {', '.join(wrong_shape[:5])}" if wrong_shape else "",
-            )
-            if part
-        )
-        raise DataError(
-            f"{folder}: weights do not match the network described in {INFO_FILE} ({detail})"
-        )
     network.load_state_dict(tensors)
     return network.to(device), info
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape from the safetensors header alone (no tensor data is read)."""
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            names = handle.keys()  # a safetensors handle is not iterable
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in names}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{weights}: unreadable weights ({exc}); re-create the checkpoint") from exc
+
+
+def _declared_shapes(info: CheckpointInfo) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the network `info` declares, built on the "meta" device: shapes
+    without storage, so even an absurd declared width allocates nothing."""
+    with torch.device("meta"):
+        network = PolicyNetwork(info.network, info.observation, info.action_dim)
+    return {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
+
+
+def _check_declared_network(
+    folder: Path, info: CheckpointInfo, found: Mapping[str, tuple[int, ...]]
+) -> None:
+    """DataError listing the differences between the declared network and the weights."""
+    expected = _declared_shapes(info)
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong_shape = sorted(
+        f"{k} {found[k]} vs {expected[k]}"
+        for k in set(expected) & set(found)
+        if found[k] != expected[k]
+    )
+    if not (missing or unexpected or wrong_shape):
+        return
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing {', '.join(missing[:5])}" if missing else "",
+            f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
+            f"shapes differ: {', '.join(wrong_shape[:5])}" if wrong_shape else "",
+        )
+        if part
+    )
+    raise DataError(
+        f"{folder}: weights do not match the network described in {INFO_FILE} ({detail})"
+    )
+
+
+def _check_finite(weights: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Refuse NaN or infinite weights, naming the tensor: such a policy acts at random and
+    would write NaN log-probabilities into every dataset it captures."""
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if not tensor.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise DataError(
+                f"{weights}: tensor {name} holds {bad} NaN or infinite value(s); the policy is "
+                "unusable (training diverged or the file was edited): use an earlier checkpoint"
+            )
 
 
 def load_training_state(path: Path | str) -> dict[str, Any]:
