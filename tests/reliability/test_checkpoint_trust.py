@@ -81,6 +81,24 @@ def test_evaluate_never_imports_an_environment_a_checkpoint_names(marker_env, tm
     assert MARKER_MODULE not in sys.modules
 
 
+def test_python_m_evaluate_never_imports_a_module_beside_the_checkpoint(marker_env, tmp_path):
+    """The reproduction: `python -m` puts the working directory first on sys.path, so a
+    .py file handed over beside a checkpoint was imported as the environment's module."""
+    import os
+    import subprocess
+
+    folder = make_checkpoint(tmp_path / "ckpt", env_id=f"{MARKER_MODULE}:Env")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOWNLET_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "townlet_core.cli", "evaluate", "ckpt", "--episodes", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "pass --env townlet_marker_env:Env to run that code" in result.stderr
+    assert not marker_env.exists()
+    assert folder.exists()
+
+
 def test_evaluate_never_calls_a_callable_a_checkpoint_names(tmp_path, townlet, monkeypatch):
     import os
 
