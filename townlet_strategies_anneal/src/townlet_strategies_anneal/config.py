@@ -6,22 +6,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from townlet_strategies_anneal.guardrails import DEFAULT_GUARDRAILS, Guardrail
+
+#: The strategy name anneal registers under (a stage may not name it).
+SELF = "anneal"
 
 
 class Stage(BaseModel):
     """One step of the schedule: a strategy run with its own config overrides."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cycle: int = Field(0, ge=0, description="Stages run in cycle order (ties keep their order).")
-    strategy: str = Field(description="Any installed strategy, by name (bc, ppo, cem, ...).")
+    strategy: str = Field(
+        description="Any installed strategy, by name (bc, ppo, cem, ...), except anneal."
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         description="That strategy's config for this stage, validated by its own model.",
     )
+
+    @field_validator("strategy")
+    @classmethod
+    def _not_anneal(cls, strategy: str) -> str:
+        """A stage running anneal would run the same schedule again inside itself, and so
+        on without end (each in a folder inside the last)."""
+        if strategy == SELF:
+            raise PydanticCustomError(
+                "anneal_itself",
+                "anneal cannot run itself as a stage (the stage would run this schedule "
+                "again inside itself, without end); name another strategy",
+            )
+        return strategy
 
 
 def default_schedule() -> list[Stage]:
@@ -48,7 +67,7 @@ def default_schedule() -> list[Stage]:
 class AnnealConfig(BaseModel):
     """A schedule of stages, the BC gate, the guardrails and the promotion ledger."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     schedule: list[Stage] = Field(
         default_factory=default_schedule,

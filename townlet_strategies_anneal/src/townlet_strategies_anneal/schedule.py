@@ -16,6 +16,7 @@ from typing import Any
 from townlet_core import TrainingContext, UnknownStrategyError
 from townlet_core.atomic import atomic_write_json
 from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO
+from townlet_core.errors import ConfigError
 from townlet_strategies_anneal.config import AnnealConfig, Stage
 from townlet_strategies_anneal.judging import (
     PERSISTED_METRICS,
@@ -43,9 +44,10 @@ def stage_name(index: int, stage: Stage) -> str:
 
 
 def prepare(context: TrainingContext, config: AnnealConfig) -> None:
-    """Validate the whole schedule before anything trains: every strategy installed (else
-    one error naming every missing one, its stage and its install hint), every stage's
-    overrides valid for that strategy's own model."""
+    """Validate the whole schedule before anything trains: no cycle of runs by name, every
+    strategy installed (else one error naming every missing one, its stage and its install
+    hint), every stage's overrides valid for that strategy's own model."""
+    _refuse_cycles(context, config)
     missing: list[str] = []
     for index, stage in enumerate(ordered(config.schedule)):
         name = stage_name(index, stage)
@@ -57,6 +59,30 @@ def prepare(context: TrainingContext, config: AnnealConfig) -> None:
         raise UnknownStrategyError(
             f"anneal's schedule names strategies that are not installed: {'; '.join(missing)}"
         )
+
+
+def _refuse_cycles(context: TrainingContext, config: AnnealConfig) -> None:
+    """Refuse a run that would contain itself: this anneal inside another anneal (through
+    a composing strategy: anneal -> x -> anneal), or a stage naming a strategy this run is
+    already a stage of. Either would nest run folders without end. Found by name, here,
+    before this run writes anything (the config refuses a stage naming anneal outright)."""
+    chain: list[str] = []
+    current: TrainingContext | None = context
+    while current is not None:
+        chain.insert(0, current.spec.name)
+        current = current.parent
+    if context.spec.name in chain[:-1]:
+        raise ConfigError(
+            f"anneal: runs would contain themselves without end ({' -> '.join(chain)}); "
+            "do not run anneal inside a stage of anneal"
+        )
+    for index, stage in enumerate(ordered(config.schedule)):
+        if stage.strategy in chain:
+            raise ConfigError(
+                f"anneal: stage {stage_name(index, stage)} runs '{stage.strategy}', which this "
+                f"run is already a stage of ({' -> '.join([*chain, stage.strategy])}), so runs "
+                "would contain themselves without end; name another strategy"
+            )
 
 
 def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:

@@ -1,27 +1,189 @@
-"""`prepare`: what PPO checks before anything is written (torch-free)."""
+"""`prepare`: what PPO checks before anything is written (torch-free unless a GPU is asked).
+
+Everything that would otherwise fail after the run directory exists, or never, is refused
+here by name: a device that is not on this machine, an environment id nobody registered, a
+start checkpoint that is missing, does not fit the environment, or contradicts the network
+the config sets, and sizes whose memory cannot exist on this machine.
+"""
 
 from __future__ import annotations
 
+import difflib
+import itertools
+import math
+import os
+from pathlib import Path
+
 from townlet_core import TrainingContext
-from townlet_core.checkpoints import ObservationSpec, check_compatible, read_info
+from townlet_core.checkpoints import (
+    CheckpointInfo,
+    NetworkSpec,
+    ObservationSpec,
+    check_compatible,
+    read_info,
+)
 from townlet_core.data import open_source
 from townlet_core.envs.evaluation import environment_spaces
+from townlet_core.errors import ConfigError, DataError
 from townlet_strategies_ppo.config import PPOConfig
+
+#: float32 values.
+VALUE_BYTES = 4
+#: Per transition besides the observation: the action (int64), reward, flags and validity in
+#: the rollout buffers, and log-prob, value, advantage and return in the flattened batch.
+SCALAR_BYTES_PER_STEP = 64
+#: Each parameter is held as weights, gradients and Adam's two moments.
+PARAMETER_COPIES = 4
+GIB = 2**30
 
 
 def prepare(context: TrainingContext, config: PPOConfig) -> None:
-    """Fail before anything is written when the data or a start checkpoint is unreadable,
-    or a start checkpoint does not fit the environment's spaces (every difference named)."""
+    """Fail before anything is written when the device, the environment, the data or a
+    start checkpoint is unusable, or the run's memory cannot fit this machine."""
+    if context.device not in ("auto", "cpu"):
+        from townlet_core.nn.device import check_device_available  # torch: a GPU was asked
+
+        check_device_available(context.device)
     if config.dataset is not None:
         open_source(config.dataset)
-    starts = [path for path in (config.init_checkpoint, context.warm_start) if path is not None]
-    infos = [(path, read_info(path)) for path in starts]
-    if infos and config.dataset is None:
-        layout, action_dim = environment_spaces(config.env, config.max_episode_steps)
+    starts = _start_checkpoints(context, config)
+    if not context.resume:
+        _check_network_matches(config, starts)
+    if config.dataset is None:
+        layout, action_dim = _environment_spaces(config)
         map_shape = layout.get("map")
         observation = ObservationSpec(
             features_dim=layout["features"][0],
             map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
         )
-        for path, info in infos:
+        check_memory(config, observation, action_dim, physical_memory())
+        for path, info in starts:
             check_compatible(path, info, observation, action_dim)
+
+
+def _start_checkpoints(
+    context: TrainingContext, config: PPOConfig
+) -> list[tuple[Path, CheckpointInfo]]:
+    """The descriptions of the checkpoints the run starts from; a missing or unreadable
+    `ppo.init_checkpoint` is named as the setting it is."""
+    starts: list[tuple[Path, CheckpointInfo]] = []
+    if config.init_checkpoint is not None:
+        try:
+            starts.append((config.init_checkpoint, read_info(config.init_checkpoint)))
+        except DataError as exc:
+            raise DataError(
+                f"ppo.init_checkpoint: {exc}; set it to a checkpoint folder a run wrote "
+                "(e.g. RUN_DIR/checkpoint), or remove it to start from a fresh network"
+            ) from exc
+    if context.warm_start is not None:
+        starts.append((context.warm_start, read_info(context.warm_start)))
+    return starts
+
+
+def _check_network_matches(config: PPOConfig, starts: list[tuple[Path, CheckpointInfo]]) -> None:
+    """A run started from `ppo.init_checkpoint` keeps the checkpoint's network: network
+    fields the user set explicitly to something else would be silently ignored, so refuse."""
+    if config.init_checkpoint is None or "network" not in config.model_fields_set:
+        return
+    path, info = starts[0]
+    differing = [
+        f"ppo.network.{name} is {_shown(getattr(config.network, name))} but the checkpoint's "
+        f"is {_shown(getattr(info.network, name))}"
+        for name in NetworkSpec.model_fields
+        if name in config.network.model_fields_set
+        and getattr(config.network, name) != getattr(info.network, name)
+    ]
+    if differing:
+        raise ConfigError(
+            f"ppo.init_checkpoint {path}: {'; '.join(differing)}. A warm start keeps the "
+            "checkpoint's network; remove those ppo.network settings (or set them to the "
+            "checkpoint's), or remove ppo.init_checkpoint to train a new network"
+        )
+
+
+def _shown(value: object) -> str:
+    return str(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _environment_spaces(config: PPOConfig) -> tuple[dict[str, tuple[int, ...]], int]:
+    """The environment's observation layout and action count; an unknown id is named with
+    the registered ids closest to it."""
+    import gymnasium
+
+    env_id = config.env
+    if ":" not in env_id and env_id not in gymnasium.registry:
+        close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(
+            f"ppo.env: unknown environment '{env_id}'{hint} (use a registered Gymnasium id, "
+            "or module:Class to import an environment of your own)"
+        )
+    try:
+        return environment_spaces(env_id, config.max_episode_steps)
+    except ConfigError as exc:
+        raise ConfigError(f"ppo.env: {exc}") from exc
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the OS does not say."""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES")
+        page_size = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def rollout_bytes(config: PPOConfig, observation: ObservationSpec) -> int:
+    """The rollout buffers (one observation row more than the rollout) and the flattened
+    batch an update trains on."""
+    values = observation.features_dim + math.prod(observation.map_shape or (0,))
+    steps = config.num_envs * config.num_steps
+    observed = steps + config.num_envs
+    return (observed + steps) * values * VALUE_BYTES + steps * SCALAR_BYTES_PER_STEP
+
+
+def network_parameters(spec: NetworkSpec, observation: ObservationSpec, action_dim: int) -> int:
+    """Parameters of the actor-critic `townlet_core.nn.build_network` builds from `spec`."""
+    width = observation.features_dim
+    encoder = 0
+    if observation.map_shape is not None:
+        encoder = (math.prod(observation.map_shape) + 1 + width + 1) * spec.encoder_hidden
+        width = 2 * spec.encoder_hidden
+    sizes = [width, *(max(size, 0) for size in spec.hidden_sizes)]
+    stack = sum((inputs + 1) * outputs for inputs, outputs in itertools.pairwise(sizes))
+    stacks = 1 if spec.shared_trunk else 2
+    heads = (sizes[-1] + 1) * (action_dim + 1)
+    return encoder + stacks * stack + heads
+
+
+def check_memory(
+    config: PPOConfig, observation: ObservationSpec, action_dim: int, available: int | None
+) -> None:
+    """Refuse sizes whose memory is more than this machine has at all (`available` bytes;
+    None: unknown, not checked), naming the settings to lower."""
+    if available is None:
+        return
+    rollout = rollout_bytes(config, observation)
+    parameters = network_parameters(config.network, observation, action_dim)
+    network = parameters * VALUE_BYTES * PARAMETER_COPIES
+    total = rollout + network
+    if total <= available:
+        return
+    values = observation.features_dim + math.prod(observation.map_shape or (0,))
+    parts = []
+    if 2 * rollout >= total:
+        parts.append(
+            f"rollout buffers {rollout / GIB:,.1f} GiB (num_envs {config.num_envs:,} x "
+            f"num_steps {config.num_steps:,} x {values:,} observation values): lower "
+            "ppo.num_envs or ppo.num_steps"
+        )
+    if 2 * network >= total:
+        parts.append(
+            f"network {network / GIB:,.1f} GiB ({parameters:,} parameters with their "
+            "gradients and optimiser state): lower ppo.network.hidden_sizes"
+        )
+    raise ConfigError(
+        f"ppo: this run needs about {total / GIB:,.1f} GiB of memory, more than this machine "
+        f"has ({available / GIB:,.1f} GiB): {'; '.join(parts)}"
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from townlet_core.checkpoints import NetworkSpec
 
@@ -20,7 +21,7 @@ Schedule = Literal["constant", "linear"]
 class PPOConfig(BaseModel):
     """Proximal policy optimisation on live rollouts (env) or replay data (dataset)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # --- what to learn from
     env: str = Field("CartPole-v1", description="Gymnasium id or module:Class to act in.")
@@ -108,5 +109,25 @@ class PPOConfig(BaseModel):
             raise ValueError(
                 f"minibatch_size {self.minibatch_size} exceeds the rollout batch "
                 f"{self.num_envs * self.num_steps} (num_envs x num_steps)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _rollout_fits_the_budget(self) -> PPOConfig:
+        """Live mode always collects at least one whole rollout: one larger than the budget
+        would silently collect many times what total_timesteps says."""
+        rollout = self.num_envs * self.num_steps
+        if self.dataset is None and rollout > self.total_timesteps:
+            raise PydanticCustomError(
+                "rollout_over_budget",
+                "one rollout (num_envs {envs} x num_steps {steps} = {rollout} steps) is more "
+                "than total_timesteps {total}; set total_timesteps to at least {rollout}, or "
+                "lower num_envs or num_steps",
+                {
+                    "envs": self.num_envs,
+                    "steps": self.num_steps,
+                    "rollout": rollout,
+                    "total": self.total_timesteps,
+                },
             )
         return self

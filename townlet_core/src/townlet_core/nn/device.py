@@ -1,5 +1,6 @@
 """Choose the torch device: `auto` takes the CUDA device with the most free memory, else
-the CPU; an explicit device is honoured if it exists. Nothing global is changed (no
+the CPU; an explicit device is honoured if it exists (`check_device_available` says so
+before a run starts). Nothing global is changed (no
 `set_device`, no cuDNN benchmark switch), unlike the original trainer."""
 
 from __future__ import annotations
@@ -24,8 +25,44 @@ def _cuda_free_memory() -> list[tuple[int, int, int]]:
     return devices
 
 
+def check_device_available(name: str) -> None:
+    """Raise ConfigError unless device `name` (auto, cpu, cuda, cuda:N, mps) exists here.
+
+    Called before a run directory is created, so `--device cuda` on a machine without CUDA
+    (or `cuda:7` with one GPU, or `mps` off Apple silicon) is refused up front, by name.
+    `auto` and `cpu` always exist.
+    """
+    if name in ("auto", "cpu"):
+        return
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {name}: CUDA is not available here (torch {torch.__version__}"
+                f"{'' if torch.version.cuda else ', a CPU-only build'}); use --device cpu or auto"
+            )
+        index = _cuda_index(name)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise ConfigError(
+                f"--device {name}: only {count} CUDA device(s) here (cuda:0 to "
+                f"cuda:{count - 1}); use one of those, or --device auto"
+            )
+        return
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: Apple MPS is not available here; use cpu or auto")
+        return
+    raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _cuda_index(name: str) -> int:
+    """N of `cuda:N`; plain `cuda` is torch's current device (CUDA must be available)."""
+    return int(name.partition(":")[2] or torch.cuda.current_device())
+
+
 def select_device(requested: str) -> tuple[torch.device, str]:
     """The device for `requested` (auto, cpu, cuda, cuda:N, mps) and a line describing it."""
+    check_device_available(requested)
     if requested == "cpu":
         return torch.device("cpu"), "cpu"
     if requested == "auto":
@@ -34,24 +71,10 @@ def select_device(requested: str) -> tuple[torch.device, str]:
             return torch.device(f"cuda:{index}"), _describe_cuda(index, free, total)
         return torch.device("cpu"), "cpu (no CUDA device available)"
     if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"--device {requested}: CUDA is not available here (torch {torch.__version__}"
-                f"{'' if torch.version.cuda else ', a CPU-only build'}); use --device cpu or auto"
-            )
-        index = int(requested.partition(":")[2] or torch.cuda.current_device())
-        count = torch.cuda.device_count()
-        if index >= count:
-            raise ConfigError(
-                f"--device {requested}: only {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
-            )
+        index = _cuda_index(requested)
         free, total = torch.cuda.mem_get_info(index)
         return torch.device(f"cuda:{index}"), _describe_cuda(index, int(free), int(total))
-    if requested == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError("--device mps: Apple MPS is not available here; use cpu or auto")
-        return torch.device("mps"), "mps"
-    raise ConfigError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
+    return torch.device("mps"), "mps"
 
 
 def _describe_cuda(index: int, free: int, total: int) -> str:

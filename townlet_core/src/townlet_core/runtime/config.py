@@ -5,29 +5,44 @@ A config file is one mapping. Its top level holds the run settings (`seed`, `dev
 after the strategy (`cem:`, or `anneal:` with `bc:` and `ppo:` beside it). Each section is
 validated by that strategy's own config model. Every error names the file (or override),
 the field path and the problem; unknown keys get a "did you mean".
+
+Some checks hold for every strategy's model, so no strategy can forget them: a YAML key
+given twice is refused (the last would silently win), a boolean given for a number field is
+refused (pydantic would read `true` as 1), and an `inf` or `nan` in any float field is
+refused (it would only fail later, when `config.json` is written) unless the field opts out
+with `json_schema_extra={"allow_non_finite": True}`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from townlet_core._suggest import did_you_mean
 from townlet_core.errors import ConfigError
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: The largest seed a run takes. NumPy, torch and Gymnasium take larger ones (torch up to
+#: 2**64 - 1, with the evaluation offsets added), but the promotion ledger stores the seed
+#: in SQLite, whose integers are signed 64-bit.
+MAX_SEED = 2**63 - 1
+#: `json_schema_extra` key by which a float field says that inf or nan is meaningful for it
+#: (its model must then also write it to JSON, e.g. `ser_json_inf_nan="strings"`).
+ALLOW_NON_FINITE = "allow_non_finite"
 
 
 def draw_seed() -> int:
@@ -53,14 +68,26 @@ class RunSettings(BaseModel):
     strategy: str | None = Field(None, description="Strategy to run (`--strategy` wins).")
     seed: int = Field(
         default_factory=draw_seed,
-        ge=0,
-        description="Seeds Python, NumPy and (in torch strategies) torch. Unset: a seed is drawn "
-        "and recorded in config.json, so two plain runs are two independent samples.",
+        description=f"Seeds Python, NumPy and (in torch strategies) torch; 0 to {MAX_SEED}. "
+        "Unset: a seed is drawn and recorded in config.json, so two plain runs are two "
+        "independent samples.",
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     run_dir: Path | None = Field(None, description="Run directory; default RUNS_ROOT/NAME-TIME.")
     runs_root: Path = Field(Path("runs"), description="Where run directories are created.")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_range(cls, value: int) -> int:
+        if not 0 <= value <= MAX_SEED:
+            raise PydanticCustomError(
+                "seed_range",
+                "must be between 0 and {limit} (2**63 - 1: the promotion ledger stores "
+                "seeds as 64-bit integers), got {value}",
+                {"limit": MAX_SEED, "value": value},
+            )
+        return value
 
     @field_validator("device")
     @classmethod
@@ -86,14 +113,51 @@ class RunConfig:
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready view: what `config.json` in the run directory records."""
-        data: dict[str, Any] = self.run.model_dump(mode="json")
+        data: dict[str, Any] = _json_ready(self.run)
         data["strategy"] = self.strategy
         for name, model in self.sections.items():
-            data[name] = model.model_dump(mode="json")
+            data[name] = _json_ready(model)
         return data
 
 
+def _json_ready(model: BaseModel) -> Any:
+    """The model as JSON data, through its own JSON serialiser: a field that allows inf
+    is then written as its model says (`ser_json_inf_nan="strings"`: "Infinity")."""
+    return json.loads(model.model_dump_json())
+
+
 # --------------------------------------------------------------------------- files
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.safe_load`'s loader (no Python objects), refusing a key given twice in one
+    mapping: YAML itself lets the last silently win, hiding the setting the user meant.
+    Merge keys (`<<: *base`) may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first.get(key)
+            except TypeError:  # an unhashable key: the base constructor explains it
+                continue
+            if seen is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key '{key}' (first given at line {seen.line + 1}); "
+                    "remove one of them",
+                    key_node.start_mark,
+                )
+            first[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
 
 
 def load_config_file(path: Path | str) -> dict[str, Any]:
@@ -117,7 +181,7 @@ def load_config_file(path: Path | str) -> dict[str, Any]:
         elif suffix == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -187,7 +251,7 @@ def _parse_value(text: str) -> Any:
     stripped = text.strip()
     if stripped[:1] in ("[", "{") or stripped in ("null", "~", "None"):
         try:
-            return yaml.safe_load(stripped)
+            return _load_yaml(stripped)
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot parse {text!r}: {exc}") from exc
     return text
@@ -234,14 +298,61 @@ def _format_errors(
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         where = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
-        label = (origins or {}).get(where, source)
+        label = _origin(where, source, origins) if loc else _whole(prefix, source, origins)
         if error["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
             known = list(parent.model_fields) if parent else []
             problems.append(f"{label}: {where}: unknown key{did_you_mean(loc[-1], known)}")
+        elif _non_finite_input(error, model, loc):
+            problems.append(f"{label}: {where}: must be a finite number, got {error['input']}")
         else:
             problems.append(f"{label}: {where}: {error['msg']}")
     return "; ".join(problems)
+
+
+#: Pydantic error types a number fails by being out of bounds (nan fails them all).
+_BOUND_ERRORS = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
+)
+
+
+def _non_finite_input(error: Any, model: type[BaseModel], loc: Sequence[str]) -> bool:
+    """True when a bound failed because the value is inf or nan (say so, not "should be
+    greater than 0"), unless the field allows non-finite values."""
+    if error["type"] not in _BOUND_ERRORS:
+        return False
+    value = error.get("input")
+    try:
+        number = float(value) if isinstance(value, (str, float)) else None
+    except ValueError:
+        return False
+    if number is None or math.isfinite(number):
+        return False
+    parent = _model_at(model, loc[:-1])
+    info = parent.model_fields.get(loc[-1]) if parent and loc else None
+    return info is None or not _allows_non_finite(info)
+
+
+def _origin(where: str, source: str, origins: Mapping[str, str] | None) -> str:
+    """What set `where` (or the setting holding it, e.g. the list `hidden_sizes` for
+    `hidden_sizes.0`): a `--set` or option, else the file."""
+    parts = where.split(".")
+    for end in range(len(parts), 0, -1):
+        label = (origins or {}).get(".".join(parts[:end]))
+        if label is not None:
+            return label
+    return source
+
+
+def _whole(prefix: str, source: str, origins: Mapping[str, str] | None) -> str:
+    """What set a section whose problem is no one field's (a check across fields): the
+    file, and each `--set` inside the section."""
+    inside = [
+        label
+        for key, label in (origins or {}).items()
+        if not prefix or key == prefix or key.startswith(f"{prefix}.")
+    ]
+    return ", ".join([*([source] if source != "defaults" or not inside else []), *inside])
 
 
 def _model_at(model: type[BaseModel], loc: Sequence[str]) -> type[BaseModel] | None:
@@ -251,6 +362,158 @@ def _model_at(model: type[BaseModel], loc: Sequence[str]) -> type[BaseModel] | N
             return None
         current = _unwrap(current.model_fields[key].annotation)
     return current if _is_model(current) else None
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types a field accepts: a union's members (None left out), else the type itself."""
+    annotation = _strip_annotated(annotation)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return [
+            member
+            for arg in typing.get_args(annotation)
+            for member in _members(arg)
+            if member is not type(None)
+        ]
+    return [annotation]
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """True when the field takes numbers and nothing a boolean could honestly be."""
+    members = _members(annotation)
+    return bool(members) and all(m in (int, float) for m in members)
+
+
+_SEQUENCES = (list, tuple, set, frozenset, Sequence, typing.Sequence)
+_MAPPINGS = (dict, Mapping, typing.Mapping)
+
+
+def _boolean_numbers(annotation: Any, value: Any, path: tuple[str, ...]) -> Iterator[str]:
+    """Dotted paths where the raw data gives a boolean for a number field.
+
+    Pydantic's lax mode reads `true` as 1 for an int or float field, so a YAML `yes` for
+    `num_envs` would silently run one environment. Strings (from `--set`) stay untouched.
+    """
+    if isinstance(value, bool):
+        if _numbers_only(annotation):
+            yield ".".join(path)
+        return
+    for member in _members(annotation):
+        origin = typing.get_origin(member)
+        args = typing.get_args(member)
+        if _is_model(member) and isinstance(value, Mapping):
+            yield from _model_booleans(member, value, path)
+            return
+        if origin in _SEQUENCES and isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                item_type = _item_type(origin, args, index)
+                yield from _boolean_numbers(item_type, item, (*path, str(index)))
+            return
+        if origin in _MAPPINGS and isinstance(value, Mapping) and len(args) == 2:
+            for key, item in value.items():
+                yield from _boolean_numbers(args[1], item, (*path, str(key)))
+            return
+
+
+def _item_type(origin: Any, args: tuple[Any, ...], index: int) -> Any:
+    """The annotation of item `index` of a list[X], tuple[X, ...] or tuple[X, Y, Z]."""
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return args[index] if index < len(args) else Any
+    return args[0] if args else Any
+
+
+def _model_booleans(
+    model: type[BaseModel], data: Mapping[str, Any], path: tuple[str, ...]
+) -> Iterator[str]:
+    for name, info in model.model_fields.items():
+        for key in dict.fromkeys((name, info.alias or name)):
+            if key in data:
+                yield from _boolean_numbers(info.annotation, data[key], (*path, key))
+
+
+def _refuse_boolean_numbers(
+    model: type[BaseModel],
+    data: Mapping[str, Any],
+    prefix: tuple[str, ...],
+    source: str,
+    origins: Mapping[str, str] | None,
+) -> None:
+    problems = [
+        f"{_origin(where, source, origins)}: {where}: must be a number, got a boolean; "
+        "write the number itself"
+        for where in _model_booleans(model, data, prefix)
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _allows_non_finite(info: Any) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and extra.get(ALLOW_NON_FINITE) is True
+
+
+def _non_finite(value: Any, path: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """(dotted path, problem) for every inf or nan in a validated model, field by field."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield ".".join(path), f"must be a finite number, got {value!r}"
+    elif isinstance(value, BaseModel):
+        writes_strings = value.model_config.get("ser_json_inf_nan") == "strings"
+        for name, info in type(value).model_fields.items():
+            if not _allows_non_finite(info):
+                yield from _non_finite(getattr(value, name), (*path, name))
+            elif not writes_strings and any(_non_finite(getattr(value, name), ())):
+                yield (
+                    ".".join((*path, name)),
+                    (
+                        f"allows inf and nan, but {type(value).__name__} would write them to "
+                        "config.json as null; its model_config needs ser_json_inf_nan='strings' "
+                        "(a bug in the strategy's config model)"
+                    ),
+                )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, str(key)))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, str(index)))
+
+
+def _refuse_non_finite(
+    model: BaseModel, prefix: tuple[str, ...], source: str, origins: Mapping[str, str] | None
+) -> None:
+    """inf and nan pass pydantic's bounds (`gt=0` holds for inf) and only fail much later,
+    when the config is written as JSON, naming no field: refuse them here, by name."""
+    problems = [
+        f"{_origin(where, source, origins)}: {where}: {problem}"
+        for where, problem in _non_finite(model, prefix)
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _validate(
+    model: type[BaseModel],
+    data: Mapping[str, Any],
+    *,
+    prefix: str,
+    source: str,
+    origins: Mapping[str, str] | None,
+) -> BaseModel:
+    """Validate `data` by `model`, plus the checks every model gets (booleans, inf, nan)."""
+    parts = (prefix,) if prefix else ()
+    _refuse_boolean_numbers(model, data, parts, source, origins)
+    try:
+        validated = model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, prefix, model, origins)) from exc
+    _refuse_non_finite(validated, parts, source, origins)
+    return validated
 
 
 def validate_section(
@@ -266,10 +529,7 @@ def validate_section(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {section}: must be a mapping of settings")
-    try:
-        return model.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source, section, model, origins)) from exc
+    return _validate(model, data, prefix=section, source=source, origins=origins)
 
 
 def build_run_config(
@@ -328,10 +588,8 @@ def build_run_config(
             )
         raise ConfigError(f"{source}: unknown key '{key}' at the top level{hint}")
     run_part = {k: v for k, v in raw.items() if k in RunSettings.model_fields}
-    try:
-        run = RunSettings.model_validate(run_part)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source, "", RunSettings, origins)) from exc
+    run = _validate(RunSettings, run_part, prefix="", source=source, origins=origins)
+    assert isinstance(run, RunSettings)
     sections = {
         name: validate_section(model, raw.get(name), section=name, source=source, origins=origins)
         for name, model in section_models.items()
