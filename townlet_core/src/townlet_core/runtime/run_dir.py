@@ -175,9 +175,18 @@ class RunDirectory:
         """The state run.json records, with `running` read as `stopped` when no process holds
         the run's lock (it was killed before it could record anything)."""
         state = str(self.read_status().get("state", ""))
-        if state == "running" and not RunLock(self.path).held_elsewhere():
+        if not state and self.config_path.exists():
+            state = "running"  # killed between config.json and run.json
+        if state == "running" and not RunLock(self._top_level()).held_elsewhere():
             return "stopped"
         return state  # type: ignore[return-value]
+
+    def _top_level(self) -> Path:
+        """The run whose lock covers this directory (a stage lives in PARENT/stages/NAME)."""
+        path = self.path
+        while path.parent.name == "stages" and (path.parent.parent / CONFIG_FILE).exists():
+            path = path.parent.parent
+        return path
 
     def mark(self, state: RunState, **details: Any) -> None:
         """Record the run's state (and, on failure, the one-line reason) in run.json.
