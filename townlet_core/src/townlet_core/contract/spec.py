@@ -51,8 +51,9 @@ class StrategySpec:
     #: `prepare` with `context.check_strategy` instead.
     requires_strategies: Sequence[str] = field(default_factory=tuple)
     #: Import string of `after_commit(context, config, result) -> TrainingResultDTO | None`,
-    #: called once `result.json` and `run.json` are committed (anneal records its verdict in
-    #: the promotion ledger there); a returned result replaces result.json.
+    #: called once `result.json` is committed and before run.json's final state is written
+    #: (anneal records its verdict in the promotion ledger there); a returned result replaces
+    #: result.json. Ctrl-C and SIGTERM wait until it returns.
     after_commit: str | None = None
     #: The strategy API major version the plugin was written against.
     api_version: int = STRATEGY_API_VERSION
