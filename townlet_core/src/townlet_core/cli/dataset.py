@@ -14,15 +14,22 @@ def dataset() -> None:
     """Inspect and validate datasets (manifests, capture folders or single .npz samples)."""
 
 
+STRICT_PATHS_HELP = (
+    "Look for a manifest's relative entries beside the manifest only (by default an entry "
+    "not found there is looked for in the working directory, with a warning)."
+)
+
+
 @dataset.command("inspect")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--strict-paths", is_flag=True, help=STRICT_PATHS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def inspect_command(path: Path, as_json: bool) -> None:
+def inspect_command(path: Path, strict_paths: bool, as_json: bool) -> None:
     """Summarise PATH: trajectories, transitions, shapes and dtypes, actions, rewards,
-    baseline metrics."""
+    baseline metrics, and which rule found each listed file."""
     from townlet_core.data.report import inspect_dataset
 
-    summary = inspect_dataset(path)
+    summary = inspect_dataset(path, strict_paths=strict_paths)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -58,13 +65,18 @@ def _stats(values: dict[str, Any]) -> str:
     metavar="NAME",
     help="Also check a named domain schema (townlet: conflict features present).",
 )
+@click.option("--strict-paths", is_flag=True, help=STRICT_PATHS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def validate_command(ctx: click.Context, path: Path, schema: str | None, as_json: bool) -> None:
-    """Check every sample of PATH; list each problem with its file. Exit 1 if any."""
+def validate_command(
+    ctx: click.Context, path: Path, schema: str | None, strict_paths: bool, as_json: bool
+) -> None:
+    """Check every sample of PATH; list each problem with its file. Exit 1 if any.
+
+    Training runs the same check before it starts and refuses what this rejects."""
     from townlet_core.data.report import validate_dataset
 
-    report = validate_dataset(path, schema)
+    report = validate_dataset(path, schema, strict_paths=strict_paths)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     elif report.ok:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from townlet_core.data.manifest import DatasetSource, SampleEntry, open_source
+from townlet_core.data.actions import ActionCount
+from townlet_core.data.manifest import DatasetSource, SampleEntry, Warn, open_source
 from townlet_core.data.npz import read_array_info, read_sample
 from townlet_core.data.stats import aggregate_baseline, conflict_stats, sample_metrics
 from townlet_core.data.trajectory import TRAINING_ARRAYS, Trajectory, shape_signature
@@ -123,12 +124,20 @@ class ReplayDataset:
         seed: int | None = None,
         drop_last: bool = False,
         streaming: bool = False,
+        strict_paths: bool = False,
+        warn: Warn | None = None,
         _subset: Sequence[int] | None = None,
         _loaded: Sequence[Trajectory] | None = None,
     ) -> None:
+        """`source` is a `DatasetSource` or a path for `open_source` (with `strict_paths`
+        and `warn`, see `read_manifest`)."""
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
-        self.source = source if isinstance(source, DatasetSource) else open_source(source)
+        self.source = (
+            source
+            if isinstance(source, DatasetSource)
+            else open_source(source, strict_paths=strict_paths, warn=warn)
+        )
         indices = list(range(len(self.source.entries))) if _subset is None else list(_subset)
         self._source_indices = indices
         self.entries: list[SampleEntry] = [self.source.entries[i] for i in indices]
@@ -229,17 +238,14 @@ class ReplayDataset:
         """One pass over every trajectory (each read once, also when streaming) that fills
         the per-sample metrics and the action count; `visit` sees each trajectory too."""
         metrics: list[dict[str, float]] = []
-        declared, observed = 0, 0
+        actions = ActionCount()
         for index, trajectory in enumerate(self.trajectories()):
             metrics.append(self._metrics_for(index, trajectory))
-            value = trajectory.metadata.get("action_dim")
-            if isinstance(value, (int, float)):
-                declared = max(declared, int(value))
-            observed = max(observed, int(trajectory.actions.max()) + 1)
+            actions.add(trajectory)
             if visit is not None:
                 visit(trajectory)
         self._metrics = metrics
-        self._action_dim = max(declared, observed)
+        self._action_dim = actions.action_dim
 
     def sample_metrics(self) -> list[dict[str, float]]:
         """Per-sample metrics: stored in the sidecar, else the capture's metrics file, else
@@ -267,7 +273,9 @@ class ReplayDataset:
     @property
     def action_dim(self) -> int:
         """From the metadata when samples declare it (the original dropped it), else inferred
-        from the largest action id; the larger when both exist."""
+        from the largest action id; the larger when both exist. Ids at or above a sample's
+        declared value, invalid declarations and counts above `TOWNLET_MAX_ACTIONS` raise
+        DataError (`townlet_core.data.actions`)."""
         if self._action_dim is None:
             self.scan()
         assert self._action_dim is not None

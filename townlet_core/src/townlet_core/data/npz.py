@@ -9,19 +9,22 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from townlet_core.atomic import FILE_MODE, atomic_write_json
+from townlet_core.data.limits import check_array_bytes, read_bounded_text, require_regular_file
 from townlet_core.data.trajectory import Trajectory, build_trajectory
-from townlet_core.errors import DataError
+from townlet_core.errors import DataError, TownletError
 
 ArrayInfo = tuple[tuple[int, ...], np.dtype[Any]]
 
@@ -31,12 +34,12 @@ def default_meta_path(sample: Path) -> Path:
 
 
 def read_metadata(path: Path | None) -> dict[str, Any]:
-    """The sidecar's mapping, or {} when there is none."""
-    if path is None or not path.exists():
+    """The sidecar's mapping, or {} when there is none (bounded: see `limits`)."""
+    if path is None or not (path.exists() or path.is_symlink()):
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_bounded_text(path, "metadata sidecar"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable sample metadata ({exc}); fix or delete it") from exc
     if not isinstance(data, dict):
         raise DataError(f"{path}: sample metadata must be a JSON object")
@@ -54,8 +57,26 @@ _HEADER_FIELDS = re.compile(
 )
 
 
-def _header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    """Shape, Fortran order and dtype from a `.npy` header.
+#: Longest `.npy` header read (numpy itself refuses more than 10,000 bytes by default).
+MAX_HEADER_BYTES = 65_536
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a `.npy` member's header declares, and how many bytes the header itself takes."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype[Any]
+    size: int
+
+    @property
+    def data_bytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _header(handle: IO[bytes]) -> NpyHeader:
+    """Shape, Fortran order and dtype from a `.npy` header (never more than its header).
 
     Plain headers (every array Townlet writes) are matched directly; anything else goes
     through `ast.literal_eval` as NumPy does. Parsing with `ast` allocates far more than a
@@ -67,25 +88,48 @@ def _header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     major = prefix[6]
     size_bytes = 2 if major == 1 else 4
     length = int.from_bytes(handle.read(size_bytes), "little")
+    if length > MAX_HEADER_BYTES:
+        raise ValueError(f"a .npy header of {length} bytes (at most {MAX_HEADER_BYTES} are read)")
     text = handle.read(length).decode("latin1" if major < 3 else "utf8")
-    match = _HEADER_FIELDS.search(text)
-    if match:
-        shape = tuple(int(d) for d in match["shape"].replace(" ", "").split(",") if d)
-        return shape, match["fortran"] == "True", np.dtype(match["descr"])
-    fields = ast.literal_eval(text)
-    return tuple(fields["shape"]), bool(fields["fortran_order"]), np.dtype(fields["descr"])
+    size = 8 + size_bytes + length
+    try:
+        match = _HEADER_FIELDS.search(text)
+        if match:
+            shape = tuple(int(d) for d in match["shape"].replace(" ", "").split(",") if d)
+            return NpyHeader(shape, match["fortran"] == "True", np.dtype(match["descr"]), size)
+        fields = ast.literal_eval(text)
+        shape = tuple(int(d) for d in fields["shape"])
+        return NpyHeader(shape, bool(fields["fortran_order"]), np.dtype(fields["descr"]), size)
+    except (SyntaxError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"unreadable .npy header ({type(exc).__name__}: {exc})") from exc
 
 
-def _read_member(handle: IO[bytes], member: str) -> np.ndarray:
-    """One `.npy` member, read straight into its final array in small chunks.
+def _checked_header(handle: IO[bytes], path: Path, info: zipfile.ZipInfo) -> tuple[str, NpyHeader]:
+    """Member `info`'s array name and header, checked before anything is allocated: its
+    declared size within `TOWNLET_MAX_ARRAY_BYTES`, and equal to what the member holds (a
+    header claiming more data than its member has is a lie, or a truncation)."""
+    name = info.filename[: -len(".npy")]
+    header = _header(handle)
+    if header.dtype.hasobject:
+        raise ValueError(f"'{name}' holds Python objects, which are never loaded")
+    declared = check_array_bytes(path, name, header.shape, header.dtype.itemsize)
+    if header.size + declared != info.file_size:
+        raise DataError(
+            f"{path}: array '{name}' declares shape {header.shape} {header.dtype} "
+            f"({declared} bytes) but its member holds {info.file_size - header.size} bytes "
+            "of data; the file is corrupt or forged: re-create it or remove it from the manifest"
+        )
+    return name, header
+
+
+def _read_member(handle: IO[bytes], member: str, header: NpyHeader) -> np.ndarray:
+    """One `.npy` member (its header already read), read straight into its final array in
+    small chunks.
 
     `np.load` first reads a member into a bytes object and then copies it, doubling peak
     memory; streaming a large dataset one trajectory at a time should not pay that.
     """
-    shape, fortran, dtype = _header(handle)
-    if dtype.hasobject:
-        raise ValueError(f"'{member}' holds Python objects, which are never loaded")
-    array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    array = np.empty(header.shape, dtype=header.dtype, order="F" if header.fortran else "C")
     flat: Any = array.reshape(-1, order="A")  # a view: reading into it fills `array`
     view = memoryview(flat).cast("B") if array.size else memoryview(b"")
     filled = 0
@@ -137,9 +181,11 @@ class _StoredMember:
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz`, loaded; corrupt or truncated files raise DataError."""
-    if not path.exists():
+    """Every array of an `.npz`, loaded; corrupt, truncated, oversized or non-regular files
+    raise DataError (each array's declared size is checked before it is allocated)."""
+    if not (path.exists() or path.is_symlink()):
         raise DataError(f"{path}: sample file does not exist")
+    require_regular_file(path)
     arrays: dict[str, np.ndarray] = {}
     try:
         # Unbuffered: arrays are read straight into place, and a file buffer would cost
@@ -148,14 +194,17 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
             for info in archive.infolist():
                 if not info.filename.endswith(".npy"):
                     continue
-                name = info.filename[: -len(".npy")]
                 if info.compress_type == zipfile.ZIP_STORED:
                     member = _StoredMember(raw, info)
-                    arrays[name] = _read_member(member, info.filename)  # type: ignore[arg-type]
+                    name, header = _checked_header(member, path, info)  # type: ignore[arg-type]
+                    arrays[name] = _read_member(member, info.filename, header)  # type: ignore[arg-type]
                     member.verify()
                 else:
                     with archive.open(info) as handle:
-                        arrays[name] = _read_member(handle, info.filename)
+                        name, header = _checked_header(handle, path, info)
+                        arrays[name] = _read_member(handle, info.filename, header)
+    except TownletError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); the file is corrupt or "
@@ -165,18 +214,22 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_array_info(path: Path) -> dict[str, ArrayInfo]:
-    """Shapes and dtypes of an `.npz`'s arrays, read from the headers alone (no array data)."""
+    """Shapes and dtypes of an `.npz`'s arrays, read from the headers alone (no array data),
+    with the same size checks as `read_arrays`."""
+    if not (path.exists() or path.is_symlink()):
+        raise DataError(f"{path}: sample file does not exist")
+    require_regular_file(path)
     info: dict[str, ArrayInfo] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if not member.endswith(".npy"):
+            for member in archive.infolist():
+                if not member.filename.endswith(".npy"):
                     continue
                 with archive.open(member) as handle:
-                    shape, _fortran, dtype = _header(handle)
-                info[member[: -len(".npy")]] = (shape, dtype)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: sample file does not exist") from exc
+                    name, header = _checked_header(handle, path, member)
+                info[name] = (header.shape, header.dtype)
+    except TownletError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); re-create it or remove "

@@ -1,24 +1,25 @@
 """What `townlet dataset inspect` and `townlet dataset validate` compute (the CLI only prints).
 
-Both read one trajectory at a time, so they work on datasets larger than memory.
+Both read one trajectory at a time, so they work on datasets larger than memory. Validation
+is `townlet_core.data.validation`, the same check training runs before it starts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from townlet_core.data.dataset import ReplayDataset
-from townlet_core.data.manifest import open_source
-from townlet_core.data.npz import read_array_info, read_sample
-from townlet_core.data.schema import check_schema
+from townlet_core.data.manifest import Warn
+from townlet_core.data.npz import read_array_info
 from townlet_core.data.stats import aggregate_baseline
 from townlet_core.data.trajectory import Trajectory
-from townlet_core.errors import DataError
+from townlet_core.data.validation import ValidationReport, check_dataset
+
+__all__ = ["ValidationReport", "inspect_dataset", "validate_dataset"]
 
 
 def _describe(values: np.ndarray) -> dict[str, float]:
@@ -38,9 +39,12 @@ def _shape_text(shape: tuple[int, ...], steps: int | None) -> str:
     return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
 
 
-def inspect_dataset(path: Path | str) -> dict[str, Any]:
-    """A JSON-ready summary: counts, array shapes and dtypes, actions, rewards, baseline."""
-    dataset = ReplayDataset(path, streaming=True)
+def inspect_dataset(
+    path: Path | str, *, strict_paths: bool = False, warn: Warn | None = None
+) -> dict[str, Any]:
+    """A JSON-ready summary: counts, array shapes and dtypes, actions, rewards, baseline,
+    and which rule found each listed file (`files`)."""
+    dataset = ReplayDataset(path, streaming=True, strict_paths=strict_paths, warn=warn)
     source = dataset.source
     arrays: dict[str, set[str]] = {}
     for entry in dataset.entries:
@@ -80,82 +84,17 @@ def inspect_dataset(path: Path | str) -> dict[str, Any]:
         "lengths": _describe(np.asarray(lengths, dtype=np.float64)),
         "baseline_metrics": aggregate_baseline(dataset.sample_metrics()),
         "metadata": dict(source.metadata),
+        "files": source.resolution(),
     }
 
 
-@dataclass
-class ValidationReport:
-    """Every problem found, each with the file it concerns."""
-
-    path: str
-    trajectories: int = 0
-    transitions: int = 0
-    problems: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, file: str, problem: str) -> None:
-        self.problems.append({"file": file, "problem": _strip_file(problem, file)})
-
-    def add_message(self, message: str, default_file: str) -> None:
-        """Add a `FILE: problem` message from a DataError, keeping its own file."""
-        file, sep, problem = message.partition(": ")
-        if sep and ("/" in file or file.endswith((".npz", ".json", ".jsonl", ".yaml", ".yml"))):
-            self.add(file, problem)
-        else:
-            self.add(default_file, message)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "ok": self.ok,
-            "trajectories": self.trajectories,
-            "transitions": self.transitions,
-            "problems": list(self.problems),
-        }
-
-
-def _strip_file(message: str, file: str) -> str:
-    prefix = f"{file}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-def validate_dataset(path: Path | str, schema: str | None = None) -> ValidationReport:
-    """Check every sample (and the manifest) and collect all problems instead of stopping."""
-    report = ValidationReport(path=str(path))
-    if schema is not None:
-        check_schema(schema, {})  # an unknown schema name is a usage error, raised here
-    listing: list[str] = []
-    try:
-        source = open_source(path, listing)
-    except DataError as exc:
-        for message in listing:
-            report.add_message(message, str(path))
-        report.add_message(str(exc), str(path))
-        return report
-    for message in listing:
-        report.add_message(message, str(source.path))
-    observation_shapes: dict[tuple[Any, ...], str] = {}
-    for entry in source.entries:
-        file = str(entry.sample)
-        try:
-            trajectory = read_sample(entry.sample, entry.meta)
-        except DataError as exc:
-            report.add(file, str(exc))
-            continue
-        report.trajectories += 1
-        report.transitions += trajectory.timesteps
-        shape = (
-            trajectory.features.shape[1:],
-            None if trajectory.map is None else trajectory.map.shape[1:],
-        )
-        observation_shapes.setdefault(shape, file)
-        if schema is not None:
-            for problem in check_schema(schema, trajectory.metadata):
-                report.add(file, f"schema '{schema}': {problem}")
-    if len(observation_shapes) > 1:
-        detail = "; ".join(f"{shape} first in {file}" for shape, file in observation_shapes.items())
-        report.add(str(source.path), f"observations differ in shape across samples ({detail})")
-    return report
+def validate_dataset(
+    path: Path | str,
+    schema: str | None = None,
+    *,
+    strict_paths: bool = False,
+    warn: Warn | None = None,
+) -> ValidationReport:
+    """Check every sample (and the manifest) and collect all problems instead of stopping:
+    `check_dataset`, the check training runs too."""
+    return check_dataset(path, schema, strict_paths=strict_paths, warn=warn)

@@ -2,7 +2,8 @@
 
 The seven Townlet arrays, checked the way the original loader checked them (shared length
 T, map 3-D or 4-D, features 1-D or 2-D, values of length T or T+1, no training array above
-2-D), plus what the original let through silently: wrong dtypes and non-finite numbers.
+2-D), plus what the original let through silently: wrong dtypes (complex ones included) and
+non-finite numbers.
 """
 
 from __future__ import annotations
@@ -72,8 +73,15 @@ def _where(source: Path | str | None) -> str:
 
 
 def _as_float(name: str, array: np.ndarray, where: str) -> np.ndarray:
+    """`array` as float32; booleans, non-numbers and complex numbers are refused (casting a
+    complex array would silently drop its imaginary part)."""
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
         raise DataError(f"{where}: '{name}' must hold numbers, found dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(
+            f"{where}: '{name}' holds complex numbers (dtype {array.dtype}); store real "
+            "values (float32) instead"
+        )
     return np.asarray(array, dtype=np.float32)
 
 
