@@ -36,6 +36,12 @@ class BCConfig(BaseModel):
     capture: CaptureSpec | None = Field(
         None, description="Record demonstrations first (when dataset is not set)."
     )
+    strict_paths: bool = Field(
+        False,
+        description="Look for the manifest's relative entries beside the manifest only. By "
+        "default an entry not found there is looked for in the working directory (the "
+        "original tools' rule), with a warning naming it.",
+    )
     val_fraction: float = Field(
         0.2,
         ge=0.0,

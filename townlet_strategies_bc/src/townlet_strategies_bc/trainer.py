@@ -10,6 +10,10 @@ the training device once as a `Split` and every epoch permutes it whole. With `b
 each split is a `StreamedSplit`: the trajectories stay on disk and every pass reads them one
 at a time, so memory holds a bounded shuffle buffer, one trajectory and a batch, never the
 dataset (see `StreamedSplit` for what each pass costs and how it shuffles).
+
+The data was checked in `prepare` (`checks.py`) before the run directory existed; the run
+records what it trained on, and which rule found each listed file, in `dataset.json`. A
+diverging loss stops the run (`first_diverged` says when) with TrainingDivergedError.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import torch
 from torch.nn import functional
 
 from townlet_core import TrainingContext
+from townlet_core.atomic import atomic_write_json
 from townlet_core.checkpoints import ObservationSpec
 from townlet_core.data import ReplayDataset, TransitionLoader
+from townlet_core.data.validation import DatasetSummary
 from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.capture import capture
 from townlet_core.envs.evaluation import evaluate_policy
-from townlet_core.errors import DataError
+from townlet_core.errors import TrainingDivergedError
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,
@@ -46,6 +52,8 @@ from townlet_strategies_bc.config import BCConfig
 
 CHECKPOINT_DIR = "checkpoint"
 DEMONSTRATIONS_DIR = "demonstrations"
+#: What the run trained on: the dataset summary, with the rule that found each file.
+DATASET_RECORD = "dataset.json"
 EVAL_SEED_OFFSET = 1_000_003
 #: Up to this size a split is permuted whole each epoch rather than gathered per batch.
 PERMUTE_WHOLE_BYTES = 64 * 2**20
@@ -55,6 +63,16 @@ TRAIN_ACCURACY_SAMPLE = 4096  # evaluation episodes never replay the captured on
 STREAM_SHUFFLE_BUFFER = 8192
 #: Transitions per forward pass when scoring a split (and per read when streaming one).
 SCORE_BATCH = 8192
+#: Divergence: a mini-batch loss above DIVERGENCE_FACTOR x the run's first mini-batch loss
+#: + DIVERGENCE_MARGIN nats (or NaN/inf) stops the run. A healthy cross-entropy starts
+#: near ln(actions) and falls; a batch mean of 100 nats above that means the demonstrated
+#: actions get probability below e^-100 on average, which only exploding weights produce.
+#: The margin keeps a warm start that already fits (first loss near 0) from tripping on
+#: ordinary noise.
+DIVERGENCE_FACTOR = 100.0
+DIVERGENCE_MARGIN = 100.0
+#: Per-batch losses kept as tensors are stacked this many at a time (bounded memory).
+_LOSS_CHUNK = 1024
 
 
 @dataclass
@@ -80,6 +98,48 @@ class Split:
         """The split in order, `size` transitions at a time (views, no copies)."""
         for start in range(0, self.size, size):
             yield self.rows(slice(start, start + size))
+
+
+def first_diverged(losses: np.ndarray, reference: float) -> int | None:
+    """Index of the first mini-batch loss that is NaN/inf or above the divergence limit
+    (DIVERGENCE_FACTOR x `reference` + DIVERGENCE_MARGIN), or None when all are healthy."""
+    limit = DIVERGENCE_FACTOR * reference + DIVERGENCE_MARGIN
+    bad = ~np.isfinite(losses) | (losses > limit)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+class LossTrace:
+    """The mini-batch losses of one epoch, kept on the device without a sync per step.
+
+    Converting each step's loss to a Python number costs a few percent of a small
+    network's step; instead the detached losses are stacked a chunk at a time and read
+    once at the end of the epoch, for the mean and the divergence check.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[torch.Tensor] = []
+        self._chunks: list[torch.Tensor] = []
+        self._sizes: list[int] = []
+
+    def add(self, loss: torch.Tensor, size: int) -> None:
+        self._pending.append(loss)
+        self._sizes.append(size)
+        if len(self._pending) == _LOSS_CHUNK:
+            self._chunks.append(torch.stack(self._pending))
+            self._pending = []
+
+    def losses(self) -> np.ndarray:
+        """Every batch's mean loss, in order (float64)."""
+        if self._pending:
+            self._chunks.append(torch.stack(self._pending))
+            self._pending = []
+        if not self._chunks:
+            return np.zeros(0)
+        return torch.cat(self._chunks).double().cpu().numpy()
+
+    def mean(self, losses: np.ndarray) -> float:
+        """The sample-weighted mean of `losses` (from `losses()`)."""
+        return float(np.dot(losses, np.asarray(self._sizes, dtype=np.float64)) / sum(self._sizes))
 
 
 @dataclass
@@ -187,6 +247,30 @@ def _observation_spec(dataset: ReplayDataset) -> ObservationSpec:
     )
 
 
+def _quiet(_message: str) -> None:
+    """A warning sink for messages `prepare` has shown already."""
+
+
+def _record_dataset(
+    context: TrainingContext, dataset: ReplayDataset, observation: ObservationSpec, actions: int
+) -> None:
+    """Write `dataset.json`: what the run trains on and which rule found each file."""
+    source = dataset.source
+    summary = DatasetSummary(
+        path=str(source.path),
+        label=source.label,
+        trajectories=dataset.num_trajectories,
+        transitions=dataset.transitions,
+        features_dim=observation.features_dim,
+        map_shape=observation.map_shape,
+        action_dim=actions,
+        skipped=source.skipped,
+        strict_paths=source.strict_paths,
+        files=tuple(source.resolution()),
+    )
+    atomic_write_json(context.run_dir / DATASET_RECORD, summary.as_dict())
+
+
 def _map_shape(map_array: np.ndarray | None) -> tuple[int, int, int] | None:
     if map_array is None:
         return None
@@ -243,8 +327,8 @@ def _epoch(
     split: Split,
     order: torch.Tensor,
     batch_size: int,
-) -> float:
-    """One pass over `split` in `order`; returns the sample-weighted mean training loss.
+) -> LossTrace:
+    """One pass over `split` in `order`; returns its mini-batch losses.
 
     A small split is permuted once per epoch (one vectorised copy) and batches are plain
     slices: gathering every batch separately costs more than a small network's step. A large
@@ -257,9 +341,7 @@ def _epoch(
         order = torch.arange(split.size, device=order.device)
     else:
         source = split
-    # The running sum stays a tensor: converting each step to a Python number costs a few
-    # percent of a small network's step.
-    total_loss = torch.zeros((), device=split.actions.device)
+    trace = LossTrace()
     for start in range(0, split.size, batch_size):
         rows: slice | torch.Tensor = (
             slice(start, start + batch_size)
@@ -274,8 +356,8 @@ def _epoch(
             None if source.map is None else source.map[rows],
             actions,
         )
-        total_loss.add_(loss, alpha=len(actions))
-    return float(total_loss) / split.size
+        trace.add(loss, len(actions))
+    return trace
 
 
 def _streamed_epoch(
@@ -284,14 +366,14 @@ def _streamed_epoch(
     split: StreamedSplit,
     batch_size: int,
     epoch: int,
-) -> float:
-    """One pass over a streamed split, shuffled from (seed, epoch); the mean training loss."""
+) -> LossTrace:
+    """One pass over a streamed split, shuffled from (seed, epoch); its mini-batch losses."""
     network.train()
-    total_loss = torch.zeros((), device=split.device)
+    trace = LossTrace()
     for batch in split.shuffled(batch_size, epoch):
         loss = _step(network, optimizer, batch.features, batch.map, batch.actions)
-        total_loss.add_(loss, alpha=batch.size)
-    return float(total_loss) / split.size
+        trace.add(loss, batch.size)
+    return trace
 
 
 def _step(
@@ -341,6 +423,7 @@ def _fit(
     optimizer = make_optimizer(network, config.learning_rate, config.weight_decay)
     best_state = copy.deepcopy(network.state_dict())
     best_val, stale, epochs_run = math.inf, 0, 0
+    reference: float | None = None  # the run's first mini-batch loss (see first_diverged)
     # Training accuracy after each epoch, on a fixed sample of the training split: cheaper
     # than counting correct predictions at every step, and measured like validation.
     sample_split = _sample(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
@@ -351,19 +434,19 @@ def _fit(
                 group["lr"] = lr
             started = time.perf_counter()
             if isinstance(train_split, StreamedSplit):
-                loss = _streamed_epoch(network, optimizer, train_split, config.batch_size, epoch)
+                trace = _streamed_epoch(network, optimizer, train_split, config.batch_size, epoch)
             else:
                 shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
                 order = torch.from_numpy(shuffle).to(train_split.actions.device)
-                loss = _epoch(network, optimizer, train_split, order, config.batch_size)
+                trace = _epoch(network, optimizer, train_split, order, config.batch_size)
+            losses = trace.losses()
+            if reference is None:
+                reference = float(losses[0])
+            _check_divergence(losses, reference, epoch + 1, source, lr)
+            loss = trace.mean(losses)
             _sample_loss, accuracy = _score(network, sample_split)
             seconds = time.perf_counter() - started
             epochs_run = epoch + 1
-            if not math.isfinite(loss):
-                raise DataError(
-                    f"{source}: behaviour cloning diverged (loss {loss}) at epoch {epochs_run}; "
-                    "lower bc.learning_rate or check the data"
-                )
             record: dict[str, float | int | None] = {
                 "epoch": epochs_run,
                 "loss": loss,
@@ -393,6 +476,22 @@ def _fit(
     return epochs_run
 
 
+def _check_divergence(
+    losses: np.ndarray, reference: float, epoch: int, source: Path, lr: float
+) -> None:
+    """Stop with TrainingDivergedError at the first diverged mini-batch of `epoch`."""
+    bad = first_diverged(losses, reference)
+    if bad is None:
+        return
+    limit = DIVERGENCE_FACTOR * reference + DIVERGENCE_MARGIN
+    raise TrainingDivergedError(
+        f"behaviour cloning diverged on {source} at epoch {epoch}, batch {bad + 1} of "
+        f"{len(losses)}: loss {losses[bad]:.4g} (the first batch's was {reference:.4g}; a "
+        f"loss is diverged when NaN, infinite or above {limit:.4g}); stopped before saving a "
+        f"checkpoint. Lower bc.learning_rate (now {lr:g}) or check the data"
+    )
+
+
 def train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     """Run behaviour cloning as configured and return its result (see the module doc)."""
     with torch_threads(config.torch_threads):
@@ -403,7 +502,10 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     device, described = select_device(context.device)
     context.log(f"townlet: bc training on {described}")
     source, eval_env = _demonstrations(context, config)
-    dataset = ReplayDataset(source, streaming=config.streaming)
+    # prepare checked the dataset and warned about working-directory entries already
+    dataset = ReplayDataset(
+        source, streaming=config.streaming, strict_paths=config.strict_paths, warn=_quiet
+    )
     if dataset.num_trajectories >= 2 and config.val_fraction > 0:
         train_set, val_set = dataset.split(config.val_fraction, seed=context.seed)
     else:
@@ -412,6 +514,7 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         train_set, val_set = dataset, None
     observation = _observation_spec(dataset)
     action_dim = dataset.action_dim
+    _record_dataset(context, dataset, observation, action_dim)
     network = _network(context, config, observation, action_dim).to(device)
     train_split: Split | StreamedSplit
     val_split: Split | StreamedSplit | None
@@ -468,7 +571,7 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         **context.run_fields(device=device_name(device)),
         status="failed" if status_reason else "succeeded",
         status_reason=status_reason,
-        artifacts={"checkpoint": CHECKPOINT_DIR}
+        artifacts={"checkpoint": CHECKPOINT_DIR, "dataset": DATASET_RECORD}
         | ({"demonstrations": DEMONSTRATIONS_DIR} if config.dataset is None else {}),
         manifest=str(source),
         accuracy=train_accuracy,
