@@ -26,6 +26,7 @@ from townlet_strategies_anneal.judging import (
     judge,
     verdict,
 )
+from townlet_strategies_anneal.promotion import check_ledger
 from townlet_strategies_anneal.telemetry import StageTelemetry
 
 RESULTS_FILE = "anneal_results.json"
@@ -46,7 +47,8 @@ def stage_name(index: int, stage: Stage) -> str:
 def prepare(context: TrainingContext, config: AnnealConfig) -> None:
     """Validate the whole schedule before anything trains: no cycle of runs by name, every
     strategy installed (else one error naming every missing one, its stage and its install
-    hint), every stage's overrides valid for that strategy's own model."""
+    hint), every stage's overrides valid for that strategy's own model (and its own
+    `prepare` checks passed), and a ledger location that can take the verdict."""
     _refuse_cycles(context, config)
     missing: list[str] = []
     for index, stage in enumerate(ordered(config.schedule)):
@@ -59,6 +61,7 @@ def prepare(context: TrainingContext, config: AnnealConfig) -> None:
         raise UnknownStrategyError(
             f"anneal's schedule names strategies that are not installed: {'; '.join(missing)}"
         )
+    check_ledger(context, config)
 
 
 def _refuse_cycles(context: TrainingContext, config: AnnealConfig) -> None:

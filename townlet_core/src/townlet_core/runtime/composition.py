@@ -14,14 +14,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from townlet_core.contract.context import Annotator, TrainingContext
 from townlet_core.dto import TrainingResultDTO
 from townlet_core.runtime.config import validate_section
-from townlet_core.runtime.execution import RunServices, check_device, execute
+from townlet_core.runtime.execution import (
+    RunServices,
+    build_context,
+    check_device,
+    execute,
+    prepare_only,
+)
+from townlet_core.runtime.metrics import MetricsSink
 from townlet_core.runtime.registry import LoadedStrategy
-from townlet_core.runtime.run_dir import RunDirectory
+from townlet_core.runtime.run_dir import METRICS_FILE, RunDirectory
 
 
 class StageRunner:
@@ -33,8 +41,22 @@ class StageRunner:
     def check(
         self, parent: TrainingContext, name: str, overrides: Mapping[str, Any], *, stage: str
     ) -> BaseModel:
-        """The validated config the stage would run with (strategy loaded, torch present)."""
-        _loaded, section = self._configure(parent, name, overrides, stage)
+        """The validated config the stage would run with (strategy loaded, torch present),
+        once the stage strategy's own `prepare` checks passed (nothing is written)."""
+        loaded, section = self._configure(parent, name, overrides, stage)
+        check_device(loaded.spec, parent.device)
+        path = parent.run_dir / "stages" / stage
+        context = build_context(
+            loaded,
+            parent.config,
+            path,
+            self.services,
+            self,
+            sink=MetricsSink(path / METRICS_FILE),
+            rng=np.random.default_rng(parent.seed),  # the global generators stay untouched
+            parent=parent,
+        )
+        prepare_only(loaded, context, section)
         return section
 
     def run(
@@ -71,7 +93,10 @@ class StageRunner:
         self, parent: TrainingContext, name: str, overrides: Mapping[str, Any], stage: str
     ) -> tuple[LoadedStrategy, BaseModel]:
         loaded = self.services.registry.load(name)
-        base = parent.config.section(name).model_dump() if name in parent.config.sections else {}
+        sections = parent.config.sections
+        # only what the user set: a field taken as given must have been given (ppo compares
+        # explicitly set network fields with its init_checkpoint's)
+        base = sections[name].model_dump(exclude_unset=True) if name in sections else {}
         section = validate_section(
             loaded.config_model,
             {**base, **overrides},

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from townlet_core.contract.context import Annotator, Services, Stages, TrainingContext
@@ -114,22 +115,18 @@ def execute(
         annotate=annotate,
         log=services.log,
     )
-    context = TrainingContext(
-        spec=spec,
-        strategy_version=loaded.version,
-        config=run_config,
-        seed=seed,
-        device=run_config.run.device,
-        run_dir=path,
-        metrics=sink,
-        services=Services(rng=seed_everything(seed), progress=services.progress),
-        state=services.state_for(spec.name),
-        stages=stages,
-        warm_start=warm_start,
-        extras=extras or {},
+    context = build_context(
+        loaded,
+        run_config,
+        path,
+        services,
+        stages,
+        sink=sink,
+        rng=seed_everything(seed),
         parent=parent,
+        warm_start=warm_start,
+        extras=extras,
         resume=resume,
-        log=services.log,
     )
     _guarded(spec, lambda: loaded.strategy.prepare(context, section))
     with ExitStack() as held:
@@ -145,6 +142,45 @@ def execute(
         result = _run(loaded, context, section, directory, sink)
         return _commit(loaded, context, section, result, directory, services)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
+
+
+def build_context(
+    loaded: LoadedStrategy,
+    run_config: RunConfig,
+    path: Path,
+    services: RunServices,
+    stages: Stages,
+    *,
+    sink: MetricsSink,
+    rng: np.random.Generator,
+    parent: TrainingContext | None = None,
+    warm_start: Path | None = None,
+    extras: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> TrainingContext:
+    """The context a strategy's `prepare` and `run` see (nothing is written to build it)."""
+    return TrainingContext(
+        spec=loaded.spec,
+        strategy_version=loaded.version,
+        config=run_config,
+        seed=run_config.run.seed,
+        device=run_config.run.device,
+        run_dir=path,
+        metrics=sink,
+        services=Services(rng=rng, progress=services.progress),
+        state=services.state_for(loaded.spec.name),
+        stages=stages,
+        warm_start=warm_start,
+        extras=extras or {},
+        parent=parent,
+        resume=resume,
+        log=services.log,
+    )
+
+
+def prepare_only(loaded: LoadedStrategy, context: TrainingContext, section: BaseModel) -> None:
+    """The strategy's `prepare` checks alone (a composing strategy checking its stages)."""
+    _guarded(loaded.spec, lambda: loaded.strategy.prepare(context, section))
 
 
 def _start(
