@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 import townlet_strategies_bc.plugin
 from townlet_core import StrategyRegistry
 from townlet_core.dto import BCTrainingResultDTO
-from townlet_core.errors import DataError, TrainingDivergedError
+from townlet_core.errors import ConfigError, DataError, TrainingDivergedError
 from townlet_strategies_bc.trainer import DIVERGENCE_FACTOR, DIVERGENCE_MARGIN, first_diverged
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "townlet"
@@ -146,6 +146,11 @@ def test_an_eval_env_with_fewer_actions_is_refused(train_bc, tmp_path):
         "actions",
     )
     assert "CartPole-v1" in str(error) and "3" in str(error) and "2" in str(error)
+
+
+def test_an_eval_env_unlike_the_capture_env_is_refused(train_bc, tmp_path):
+    section = {"capture": {"env": "CartPole-v1", "episodes": 1}, "eval_env": "Acrobot-v1"}
+    _refused(train_bc, tmp_path, section, ConfigError, r"'Acrobot-v1' does not fit.*CartPole-v1")
 
 
 def test_an_eval_env_that_fits_trains(train_bc, tmp_path):
