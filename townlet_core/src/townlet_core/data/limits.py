@@ -32,6 +32,8 @@ DEFAULT_MAX_JSON_BYTES = 64 * 2**20
 #: Far above any discrete action space a policy head is trained for; an id of 2**40 would
 #: otherwise size a 281 TB output layer.
 DEFAULT_MAX_ACTIONS = 65_536
+#: Bytes read at a time from a document that grew while it was read.
+_PIECE = 1 << 20
 
 
 def _limit(variable: str, default: int, environ: Mapping[str, str] | None = None) -> int:
@@ -98,7 +100,13 @@ def read_bounded_text(path: Path, kind: str) -> str:
     if status.st_size > limit:
         raise DataError(_too_large(path, kind, status.st_size, limit))
     with path.open("rb") as handle:
-        data = handle.read(limit + 1)
+        # read(n) allocates n bytes up front: ask for the size the file has, not the limit
+        data = handle.read(status.st_size + 1)
+        while status.st_size < len(data) <= limit:  # it grew since: go on, a piece at a time
+            more = handle.read(min(_PIECE, limit + 1 - len(data)))
+            if not more:
+                break
+            data += more
     if len(data) > limit:
         raise DataError(_too_large(path, kind, len(data), limit))
     return data.decode("utf-8")
