@@ -28,6 +28,7 @@ from townlet_core.errors import DataError
 from townlet_core.nn import load_checkpoint
 from townlet_core.runtime.metrics import read_metrics
 from townlet_strategies_ppo import checkpointing
+from townlet_strategies_ppo.resume import ENVIRONMENTS_FORMAT
 from townlet_strategies_ppo.telemetry import TIMING_FIELDS
 
 #: Four quick CartPole updates, a checkpoint after each, episodes cut at 30 steps.
@@ -226,7 +227,7 @@ def test_state_pt_holds_environments_as_data_and_a_native_vector_env_resumes_exa
     state = torch.load(_state_path(tmp_path / "parts", 2), weights_only=True)
     environments = state["environments"]
     assert isinstance(environments, dict)
-    assert environments["format"] == trainer_module.ENVIRONMENTS_FORMAT
+    assert environments["format"] == ENVIRONMENTS_FORMAT
     assert environments["snapshot"]["layers"][0]["class"].endswith("CartPoleVectorEnv")
     result, _messages = resume("parts")
     assert result.resumed_from_update == 2 and result.updates_run == 2
