@@ -22,7 +22,7 @@ from townlet_core.checkpoints import (
     check_compatible,
     read_info,
 )
-from townlet_core.data import open_source
+from townlet_core.data.validation import require_valid_dataset
 from townlet_core.envs.evaluation import environment_spaces
 from townlet_core.errors import ConfigError, DataError
 from townlet_strategies_ppo.config import PPOConfig
@@ -44,12 +44,20 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
         from townlet_core.nn.device import check_device_available  # torch: a GPU was asked
 
         check_device_available(context.device)
-    if config.dataset is not None:
-        open_source(config.dataset)
     starts = _start_checkpoints(context, config)
     if not context.resume:
         _check_network_matches(config, starts)
-    if config.dataset is None:
+    if config.dataset is not None:
+        # the same checks as `townlet dataset validate`: nothing it rejects reaches training
+        summary = require_valid_dataset(config.dataset)
+        map_shape = summary.map_shape
+        replay = ObservationSpec(
+            features_dim=summary.features_dim,
+            map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
+        )
+        for path, info in starts:
+            check_compatible(path, info, replay, summary.action_dim)
+    else:
         layout, action_dim = _environment_spaces(config)
         map_shape = layout.get("map")
         observation = ObservationSpec(
