@@ -400,3 +400,35 @@ def test_resume_of_a_missing_folder_says_so(lifecycle, tmp_path):
     with pytest.raises(RunDirectoryError, match="no such run directory"):
         lifecycle.resume(tmp_path / "nowhere")
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.slow
+def test_three_parallel_ppo_runs_in_one_runs_root_count_every_step(tmp_path):
+    """The red team's reproduction: 3 parallel PPO runs left steps=1,979 of 5,937."""
+    config = tmp_path / "ppo.json"
+    section = {"env": "CartPole-v1", "num_envs": 2, "num_steps": 16, "minibatch_size": 32,
+               "update_epochs": 1, "total_timesteps": 96, "eval_every": None, "eval_episodes": 1,
+               "stop_return": None, "max_episode_steps": 30}  # fmt: skip
+    config.write_text(json.dumps({"ppo": section}))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+
+    def start(seed: int, root: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "townlet_core.cli", "train", "-q", "-s", "ppo",
+                   "-c", str(config), "--set", "ppo.torch_threads=1", "--set",
+                   f"runs_root={root}", "--seed", str(seed)]  # fmt: skip
+        return subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+
+    parallel = [start(seed, "parallel") for seed in (1, 2, 3)]
+    errors = [p.communicate(timeout=300)[1] for p in parallel]
+    assert [p.returncode for p in parallel] == [0, 0, 0], errors
+    for seed in (1, 2, 3):  # the same runs one after another
+        sequential = start(seed, "sequential")
+        assert sequential.wait(timeout=300) == 0, sequential.communicate()[1]
+
+    def steps(root: str) -> int:
+        return int(json.loads((tmp_path / root / "state.json").read_text())["ppo"]["steps"])
+
+    assert steps("parallel") == steps("sequential") > 0
