@@ -206,8 +206,7 @@ class PromotionLedger:
                 db.close()
         except sqlite3.DatabaseError as exc:
             raise DataError(
-                f"{path}: not a readable promotion ledger ({exc}); move it aside to start a "
-                "new one"
+                f"{path}: not a readable promotion ledger ({exc}); move it aside to start a new one"
             ) from exc
 
     @staticmethod
