@@ -41,17 +41,42 @@ def inspect_command(path: Path, strict_paths: bool, as_json: bool) -> None:
     )
     click.echo(f"  transitions:  {summary['transitions']}")
     click.echo(f"  action_dim:   {summary['action_dim']}")
+    click.echo(f"  action_space: {_space_text(summary['action_space'])}")
     click.echo("  arrays:")
     for name, shapes in summary["arrays"].items():
         click.echo(f"    {name:<14} {', '.join(shapes)}")
     click.echo("  actions:")
-    for action, info in summary["actions"].items():
-        click.echo(f"    {action:>4}: {info['count']:>8} ({info['share']:.1%})")
+    _echo_actions(summary["action_space"]["kind"], summary["actions"])
     for key in ("rewards_per_step", "returns_per_trajectory", "lengths"):
         click.echo(f"  {key.replace('_', ' ')}: {_stats(summary[key])}")
     click.echo("  baseline metrics:")
     for key, value in summary["baseline_metrics"].items():
         click.echo(f"    {key}: {value:.6g}")
+
+
+def _space_text(space: dict[str, Any]) -> str:
+    """`townlet_core.data.action_space.ActionSpace.describe` of the JSON form."""
+    from townlet_core.data.action_space import space_from_dict
+
+    return space_from_dict(space).describe()
+
+
+def _echo_actions(kind: str, actions: dict[str, Any]) -> None:
+    """Discrete: one histogram line per id; vectors: one line (or histogram) per dimension."""
+    if kind == "discrete":
+        _echo_histogram(actions, "    ")
+        return
+    for dim, info in actions.items():
+        if kind == "box":
+            click.echo(f"    dimension {dim}: {_stats(info)}")
+        else:
+            click.echo(f"    dimension {dim}:")
+            _echo_histogram(info, "      ")
+
+
+def _echo_histogram(counts: dict[str, Any], indent: str) -> None:
+    for action, info in counts.items():
+        click.echo(f"{indent}{action:>4}: {info['count']:>8} ({info['share']:.1%})")
 
 
 def _stats(values: dict[str, Any]) -> str:

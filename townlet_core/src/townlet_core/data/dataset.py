@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.data.actions import ActionCount
 from townlet_core.data.manifest import DatasetSource, SampleEntry, Warn, open_source
 from townlet_core.data.npz import read_array_info, read_sample
@@ -33,7 +34,7 @@ class ReplayBatch:
     """B trajectories of equal shape stacked on a new leading axis."""
 
     features: np.ndarray  # (B, T, F)
-    actions: np.ndarray  # (B, T)
+    actions: np.ndarray  # (B, T) discrete ids, or (B, T, A) float / integer vectors
     old_log_probs: np.ndarray  # (B, T)
     value_preds: np.ndarray  # (B, T) or (B, T + 1)
     rewards: np.ndarray  # (B, T)
@@ -149,7 +150,7 @@ class ReplayDataset:
         self.epoch = 0
         self._trajectories: list[Trajectory] | None = None
         self._metrics: list[dict[str, float]] | None = None
-        self._action_dim: int | None = None
+        self._action_space: ActionSpace | None = None
         if not streaming:
             self._trajectories = (
                 list(_loaded) if _loaded is not None else [self._load(e) for e in self.entries]
@@ -245,7 +246,7 @@ class ReplayDataset:
             if visit is not None:
                 visit(trajectory)
         self._metrics = metrics
-        self._action_dim = actions.action_dim
+        self._action_space = actions.action_space
 
     def sample_metrics(self) -> list[dict[str, float]]:
         """Per-sample metrics: stored in the sidecar, else the capture's metrics file, else
@@ -271,15 +272,36 @@ class ReplayDataset:
         return [by_index[i] for i in range(len(self.entries))]
 
     @property
-    def action_dim(self) -> int:
-        """From the metadata when samples declare it (the original dropped it), else inferred
-        from the largest action id; the larger when both exist. Ids at or above a sample's
-        declared value, invalid declarations and counts above `TOWNLET_MAX_ACTIONS` raise
-        DataError (`townlet_core.data.actions`)."""
-        if self._action_dim is None:
+    def action_space(self) -> ActionSpace:
+        """The dataset's action space: declared in the samples' metadata where they declare
+        it, else inferred from the actions' dtype and shape; samples that disagree, ids at or
+        above a declared count and counts above `TOWNLET_MAX_ACTIONS` raise DataError
+        (`townlet_core.data.actions`)."""
+        if self._action_space is None:
             self.scan()
-        assert self._action_dim is not None
-        return self._action_dim
+        assert self._action_space is not None
+        return self._action_space
+
+    @property
+    def action_kind(self) -> str:
+        """`discrete`, `box`, `multi_discrete` or `multi_binary`."""
+        return self.action_space.kind
+
+    @property
+    def action_dim(self) -> int:
+        """The number of discrete actions: from the metadata when samples declare it (the
+        original dropped it), else inferred from the largest action id; the larger when both
+        exist. A DataError for other action kinds, which have no number of actions to size a
+        categorical head with (read `action_space` instead)."""
+        space = self.action_space
+        if space.kind != DISCRETE:
+            raise DataError(
+                f"{self.source.path}: the actions are {space.describe()}, which has no number "
+                "of actions; a trainer of discrete policies cannot use this dataset (read "
+                "action_space for continuous or vector actions)"
+            )
+        assert space.n is not None
+        return space.n
 
     # ------------------------------------------------------------------ splitting
 
@@ -324,7 +346,7 @@ class TransitionBatch:
 
     features: np.ndarray  # (B, F)
     map: np.ndarray | None  # (B, C, H, W)
-    actions: np.ndarray  # (B,)
+    actions: np.ndarray  # (B,) discrete ids, or (B, A) float / integer vectors
     rewards: np.ndarray  # (B,)
     dones: np.ndarray  # (B,)
     old_log_probs: np.ndarray  # (B,)
@@ -340,7 +362,7 @@ def _step_arrays(trajectory: Trajectory) -> dict[str, np.ndarray | None]:
     return {
         "features": trajectory.features,
         "map": trajectory.map,
-        "actions": trajectory.actions.reshape(trajectory.timesteps, -1)[:, 0],
+        "actions": trajectory.actions,  # (T,) ids or (T, A) vectors, dtype kept
         "rewards": trajectory.rewards.reshape(trajectory.timesteps, -1)[:, 0],
         "dones": trajectory.dones.reshape(trajectory.timesteps, -1)[:, 0],
         "old_log_probs": trajectory.old_log_probs.reshape(trajectory.timesteps, -1)[:, 0],

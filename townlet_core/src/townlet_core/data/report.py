@@ -31,6 +31,67 @@ def _describe(values: np.ndarray) -> dict[str, float]:
     }
 
 
+def _histogram(counts: Counter[int]) -> dict[str, dict[str, float]]:
+    total = sum(counts.values())
+    return {
+        str(value): {"count": count, "share": count / total}
+        for value, count in sorted(counts.items())
+    }
+
+
+class _ActionTally:
+    """Action statistics gathered one trajectory at a time: a histogram of discrete ids;
+    per dimension, a histogram of integer vectors or mean/std/min/max of continuous ones."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[int] = Counter()
+        self.columns: list[Counter[int]] = []
+        self.sums: np.ndarray | None = None
+        self.squares: np.ndarray | None = None
+        self.low: np.ndarray | None = None
+        self.high: np.ndarray | None = None
+        self.steps = 0
+
+    def add(self, actions: np.ndarray) -> None:
+        if actions.ndim == 1:
+            self.ids.update(actions.tolist())
+        elif np.issubdtype(actions.dtype, np.integer):
+            while len(self.columns) < actions.shape[1]:
+                self.columns.append(Counter())
+            for column, counts in zip(actions.T, self.columns, strict=False):
+                counts.update(column.tolist())
+        else:
+            self._add_continuous(actions.astype(np.float64))
+
+    def _add_continuous(self, values: np.ndarray) -> None:
+        sums, squares = values.sum(axis=0), (values**2).sum(axis=0)
+        low, high = values.min(axis=0), values.max(axis=0)
+        if self.sums is None or self.squares is None or self.low is None or self.high is None:
+            self.sums, self.squares, self.low, self.high = sums, squares, low, high
+        else:
+            self.sums, self.squares = self.sums + sums, self.squares + squares
+            self.low, self.high = np.minimum(self.low, low), np.maximum(self.high, high)
+        self.steps += values.shape[0]
+
+    def summary(self) -> dict[str, Any]:
+        """Discrete: {id: {count, share}}; vectors: {dimension: that, or mean/std/min/max}."""
+        if self.columns:
+            return {str(dim): _histogram(counts) for dim, counts in enumerate(self.columns)}
+        if self.sums is None or self.squares is None or self.low is None or self.high is None:
+            return _histogram(self.ids)
+        mean = self.sums / self.steps
+        std = np.sqrt(np.maximum(self.squares / self.steps - mean**2, 0.0))
+        return {
+            str(dim): {
+                "mean": float(mean[dim]),
+                "std": float(std[dim]),
+                "min": float(self.low[dim]),
+                "max": float(self.high[dim]),
+            }
+            for dim in range(len(mean))
+        }
+
+
 def _shape_text(shape: tuple[int, ...], steps: int | None) -> str:
     """A shape with the step dimension written as T (or T+1 for a bootstrap value)."""
     names = {steps: "T", (steps or 0) + 1: "T+1"} if steps is not None else {}
@@ -42,8 +103,8 @@ def _shape_text(shape: tuple[int, ...], steps: int | None) -> str:
 def inspect_dataset(
     path: Path | str, *, strict_paths: bool = False, warn: Warn | None = None
 ) -> dict[str, Any]:
-    """A JSON-ready summary: counts, array shapes and dtypes, actions, rewards, baseline,
-    and which rule found each listed file (`files`)."""
+    """A JSON-ready summary: counts, array shapes and dtypes, the action space and action
+    statistics, rewards, baseline, and which rule found each listed file (`files`)."""
     dataset = ReplayDataset(path, streaming=True, strict_paths=strict_paths, warn=warn)
     source = dataset.source
     arrays: dict[str, set[str]] = {}
@@ -52,13 +113,13 @@ def inspect_dataset(
         steps = info["actions"][0][0] if info.get("actions", ((),))[0] else None
         for name, (shape, dtype) in info.items():
             arrays.setdefault(name, set()).add(f"{_shape_text(shape, steps)} {dtype}")
-    actions: Counter[int] = Counter()
+    actions = _ActionTally()
     step_rewards: list[np.ndarray] = []
     returns: list[float] = []
     lengths: list[int] = []
 
     def visit(trajectory: Trajectory) -> None:
-        actions.update(trajectory.actions.reshape(-1).tolist())
+        actions.add(trajectory.actions)
         rewards = trajectory.rewards.reshape(-1).astype(np.float64)
         step_rewards.append(rewards)
         returns.append(float(rewards.sum()))
@@ -66,7 +127,7 @@ def inspect_dataset(
 
     dataset.scan(visit)  # one read of each sample for all of the statistics
     all_rewards = np.concatenate(step_rewards)
-    total = sum(actions.values())
+    space = dataset.action_space
     return {
         "path": str(source.path),
         "label": source.label,
@@ -74,11 +135,9 @@ def inspect_dataset(
         "skipped_not_accepted": source.skipped,
         "transitions": int(sum(lengths)),
         "arrays": {name: sorted(shapes) for name, shapes in arrays.items()},
-        "action_dim": dataset.action_dim,
-        "actions": {
-            str(action): {"count": count, "share": count / total}
-            for action, count in sorted(actions.items())
-        },
+        "action_dim": space.count,
+        "action_space": space.as_dict(),
+        "actions": actions.summary(),
         "rewards_per_step": _describe(all_rewards),
         "returns_per_trajectory": _describe(np.asarray(returns)),
         "lengths": _describe(np.asarray(lengths, dtype=np.float64)),

@@ -41,7 +41,8 @@ def _action_kind(payload: str) -> tuple[str, bool]:
 
 
 def sample_metrics(trajectory: Trajectory) -> dict[str, float]:
-    """timesteps, reward and value statistics, conflict features, action statistics."""
+    """timesteps, reward and value statistics, conflict features, action statistics (the
+    original's for discrete ids; means for vector actions), summed `counters`."""
     rewards = trajectory.rewards.astype(np.float64)
     metrics: dict[str, float] = {
         "timesteps": float(trajectory.timesteps),
@@ -62,6 +63,37 @@ def sample_metrics(trajectory: Trajectory) -> dict[str, float]:
         column = _feature_column(trajectory, feature)
         if column is not None:
             metrics[key] = float(column.mean())
+    if trajectory.actions.ndim == 2:
+        metrics.update(_vector_action_metrics(trajectory.actions))
+    else:
+        metrics.update(_discrete_action_metrics(trajectory))
+    for name, value in trajectory.metadata.get("counters", {}).items():
+        if isinstance(value, (int, float)):
+            metrics[name] = float(value)
+    return metrics
+
+
+def _vector_action_metrics(actions: np.ndarray) -> dict[str, float]:
+    """(T, A) actions: `action_total` (steps), `action_mean` and `action_std` over every
+    entry; for integer vectors also the distinct joint actions and their entropy (for
+    continuous ones, distinct floats say nothing)."""
+    values = actions.astype(np.float64)
+    metrics = {
+        "action_total": float(actions.shape[0]),
+        "action_mean": float(values.mean()),
+        "action_std": float(values.std()),
+    }
+    if np.issubdtype(actions.dtype, np.integer):
+        _rows, counts = np.unique(actions, axis=0, return_counts=True)
+        probabilities = counts / counts.sum()
+        metrics["action_nonzero"] = float(len(counts))
+        metrics["action_entropy"] = float(-(probabilities * np.log(probabilities)).sum())
+    return metrics
+
+
+def _discrete_action_metrics(trajectory: Trajectory) -> dict[str, float]:
+    """The original's action statistics over discrete ids (kinds from `action_lookup`)."""
+    metrics: dict[str, float] = {}
     actions = trajectory.actions.reshape(-1)
     ids, counts = np.unique(actions, return_counts=True)
     probabilities = counts / counts.sum()
@@ -80,9 +112,6 @@ def sample_metrics(trajectory: Trajectory) -> dict[str, float]:
         for kind, count in sorted(kinds.items()):
             metrics[f"action_{kind}_count"] = float(count)
         metrics["action_blocked_ratio"] = blocked / float(counts.sum())
-    for name, value in trajectory.metadata.get("counters", {}).items():
-        if isinstance(value, (int, float)):
-            metrics[name] = float(value)
     return metrics
 
 

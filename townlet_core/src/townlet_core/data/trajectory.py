@@ -3,7 +3,10 @@
 The seven Townlet arrays, checked the way the original loader checked them (shared length
 T, map 3-D or 4-D, features 1-D or 2-D, values of length T or T+1, no training array above
 2-D), plus what the original let through silently: wrong dtypes (complex ones included) and
-non-finite numbers.
+non-finite numbers. `actions` are discrete ids (T,) as the original wrote them, or vectors
+(T, A): floats for continuous actions, integers for MultiDiscrete and MultiBinary ones (see
+`townlet_core.data.action_space`); whether they fit a declared action space is checked per
+dataset, by `townlet_core.data.actions`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from townlet_core.data.action_space import METADATA_KEY, MULTI_BINARY
 from townlet_core.errors import DataError
 
 #: The per-step arrays every sample has (the original's "training arrays"), in file order.
@@ -120,13 +124,7 @@ def _training_arrays(arrays: Mapping[str, np.ndarray], where: str) -> dict[str, 
             f"{where}: 'value_preds' has {values_len} entries; expected {steps} or {steps + 1} "
             "(one per step, optionally plus a bootstrap value)"
         )
-    actions = training["actions"]
-    if not np.issubdtype(actions.dtype, np.integer):
-        raise DataError(
-            f"{where}: 'actions' must be integer action ids, found dtype {actions.dtype}"
-        )
-    if (actions < 0).any():
-        raise DataError(f"{where}: 'actions' holds negative ids; action ids start at 0")
+    training["actions"] = _actions(training["actions"], where)
     dones = training["dones"]
     if dones.dtype != np.bool_:
         if not np.issubdtype(dones.dtype, np.integer) or not np.isin(dones, (0, 1)).all():
@@ -134,8 +132,34 @@ def _training_arrays(arrays: Mapping[str, np.ndarray], where: str) -> dict[str, 
                 f"{where}: 'dones' must be booleans (or 0/1), found dtype {dones.dtype}"
             )
         training["dones"] = dones.astype(bool)
-    training["actions"] = actions.astype(np.int64, copy=False)
     return training
+
+
+def _actions(actions: np.ndarray, where: str) -> np.ndarray:
+    """`actions` in memory form: discrete ids (T,) and integer vectors (T, A) as int64 (never
+    negative), continuous vectors (T, A) as finite float32. Booleans (MultiBinary) become
+    0/1 integers; `build_trajectory` records their kind in the metadata first."""
+    if actions.ndim == 2 and actions.shape[1] == 0:
+        raise DataError(
+            f"{where}: 'actions' has no action dimensions (shape {actions.shape}); store "
+            "(T, A) with A >= 1"
+        )
+    if actions.ndim == 2 and actions.dtype == np.bool_:
+        return actions.astype(np.int64)
+    if np.issubdtype(actions.dtype, np.integer):
+        if (actions < 0).any():
+            raise DataError(f"{where}: 'actions' holds negative ids; action ids start at 0")
+        return actions.astype(np.int64, copy=False)
+    if actions.ndim == 1:
+        raise DataError(
+            f"{where}: 'actions' must be integer action ids, found dtype {actions.dtype}; "
+            "continuous actions are stored as floats of shape (T, A), e.g. (T, 1) for one "
+            "dimension"
+        )
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused
+        continuous = _as_float("actions", actions, where)
+    _check_finite("actions", continuous, where)
+    return continuous
 
 
 def _observations(
@@ -161,6 +185,21 @@ def _observations(
     return _as_float("features", features, where), _as_float("map", map_array, where)
 
 
+def _multi_binary_recorded(
+    arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """Boolean action vectors are MultiBinary; they are kept as 0/1 integers (one dtype for
+    every integer action array), so their kind goes into the metadata when none is declared,
+    to survive a write and a re-read."""
+    actions = arrays.get("actions")
+    if not isinstance(actions, np.ndarray) or actions.ndim != 2 or actions.dtype != np.bool_:
+        return metadata
+    if metadata is not None and METADATA_KEY in metadata:
+        return metadata
+    space = {"kind": MULTI_BINARY, "shape": [int(actions.shape[1])], "n": int(actions.shape[1])}
+    return {**(metadata or {}), METADATA_KEY: space}
+
+
 def build_trajectory(
     arrays: Mapping[str, np.ndarray],
     metadata: Mapping[str, Any] | None = None,
@@ -171,6 +210,7 @@ def build_trajectory(
     Raises `DataError` naming `source` and the problem.
     """
     where = _where(source)
+    metadata = _multi_binary_recorded(arrays, metadata)
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:
         raise DataError(

@@ -11,10 +11,12 @@ otherwise returns a `DatasetSummary` to check an environment against.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.data.actions import ActionCount
 from townlet_core.data.manifest import FOUND_GIVEN, DatasetSource, Warn, open_source
 from townlet_core.data.npz import read_sample
@@ -23,6 +25,9 @@ from townlet_core.errors import DataError
 
 #: Problems quoted in one refusal; `townlet dataset validate` lists them all.
 QUOTED_PROBLEMS = 10
+#: The action kinds a trainer accepts unless it says otherwise: today's policies pick one of
+#: N actions, so continuous or vector actions are refused before anything is sized.
+DISCRETE_ONLY = (DISCRETE,)
 
 ObservationShape = tuple[tuple[int, ...], tuple[int, ...] | None]
 
@@ -42,6 +47,20 @@ class DatasetSummary:
     strict_paths: bool
     #: Per entry: `sample`, `found_by`, `meta`, `meta_found_by` (see `SampleEntry`).
     files: tuple[dict[str, str | None], ...]
+    #: The dataset's action space; None (a summary built by hand) means discrete with
+    #: `action_dim` actions. For other kinds `action_dim` is the action width A.
+    action_space: ActionSpace | None = None
+
+    @property
+    def actions(self) -> ActionSpace:
+        """The action space, also for a summary built without one."""
+        return self.action_space or ActionSpace(DISCRETE, n=self.action_dim)
+
+    @property
+    def action_kind(self) -> str:
+        """`discrete`, `box`, `multi_discrete` or `multi_binary`: check it before reading
+        `action_dim` as a number of actions."""
+        return self.actions.kind
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,16 +71,25 @@ class DatasetSummary:
             "features_dim": self.features_dim,
             "map_shape": None if self.map_shape is None else list(self.map_shape),
             "action_dim": self.action_dim,
+            "action_space": self.actions.as_dict(),
             "skipped_not_accepted": self.skipped,
             "strict_paths": self.strict_paths,
             "files": [dict(f) for f in self.files],
         }
 
     def environment_mismatches(
-        self, features_dim: int, map_shape: tuple[int, ...] | None, action_count: int
+        self,
+        features_dim: int,
+        map_shape: tuple[int, ...] | None,
+        action_count: int,
+        action_space: ActionSpace | None = None,
     ) -> list[str]:
         """How an environment's observation and action spaces differ from this dataset's
-        (empty when a policy trained on it can act there), each naming both sides."""
+        (empty when a policy trained on it can act there), each naming both sides.
+
+        `action_space`, when given, is the environment's (kind, shape, counts compared; Box
+        bounds are not, as recorded actions may lie outside them); else `action_count` is
+        its number of discrete actions."""
         problems = []
         if features_dim != self.features_dim:
             problems.append(
@@ -73,12 +101,26 @@ class DatasetSummary:
                 f"map: the environment has {tuple(map_shape) if map_shape else 'no map'}, the "
                 f"dataset {self.map_shape or 'no map'}"
             )
-        if action_count != self.action_dim:
+        if action_space is not None:
+            problems.extend(self._action_mismatches(action_space))
+        elif self.action_kind != DISCRETE:
+            problems.append(
+                f"actions: the environment has {action_count} discrete actions, the dataset "
+                f"{self.actions.describe()}"
+            )
+        elif action_count != self.action_dim:
             problems.append(
                 f"actions: the environment has {action_count}, the dataset {self.action_dim} "
                 "(declare action_dim in the samples' metadata if some actions never occur)"
             )
         return problems
+
+    def _action_mismatches(self, env: ActionSpace) -> list[str]:
+        mine = self.actions
+        same = (env.kind, env.shape, env.count) == (mine.kind, mine.shape, mine.count)
+        if same and (env.kind != "multi_discrete" or env.nvec == mine.nvec):
+            return []
+        return [f"actions: the environment has {env.describe()}, the dataset {mine.describe()}"]
 
 
 @dataclass
@@ -142,6 +184,7 @@ class ValidationReport:
             skipped=self.source.skipped,
             strict_paths=self.source.strict_paths,
             files=tuple(self.source.resolution()),
+            action_space=self.actions.action_space,
         )
 
 
@@ -207,15 +250,20 @@ def require_valid_dataset(
     *,
     strict_paths: bool = False,
     warn: Warn | None = None,
+    action_kinds: Collection[str] = DISCRETE_ONLY,
 ) -> DatasetSummary:
     """`check_dataset`, as a gate: its summary, or one DataError quoting the problems.
 
     Training calls this in `prepare`, so a dataset `townlet dataset validate` rejects never
-    reaches a run directory, let alone torch.
+    reaches a run directory, let alone torch. `action_kinds` are the action spaces the
+    caller trains on (default: discrete only); a valid dataset of another kind is refused
+    by name, so a trainer that sizes a categorical head never sees continuous actions.
     """
     report = check_dataset(path, schema, strict_paths=strict_paths, warn=warn)
     if report.ok:
-        return report.summary()
+        summary = report.summary()
+        _require_kind(summary, action_kinds)
+        return summary
     quoted = [f"{p['file']}: {p['problem']}" for p in report.problems[:QUOTED_PROBLEMS]]
     more = len(report.problems) - len(quoted)
     raise DataError(
@@ -223,4 +271,16 @@ def require_valid_dataset(
         + "; ".join(quoted)
         + (f"; and {more} more" if more else "")
         + f". Run `townlet dataset validate {path}` for the full list and fix them first"
+    )
+
+
+def _require_kind(summary: DatasetSummary, action_kinds: Collection[str]) -> None:
+    kind = summary.action_kind
+    if kind in action_kinds:
+        return
+    raise DataError(
+        f"{summary.path}: the dataset's actions are {kind} ({summary.actions.describe()}), but "
+        f"this trainer accepts {' or '.join(sorted(action_kinds))} actions only; train it on "
+        f"a dataset of {' or '.join(sorted(action_kinds))} actions, or use a strategy that "
+        f"supports {kind} actions"
     )
