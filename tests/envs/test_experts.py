@@ -58,7 +58,10 @@ def test_expert_for_an_env_without_one_lists_those_that_have_one():
         expert_for("CartPole-v9")
     message = str(error.value)
     assert message.startswith("no scripted expert for 'CartPole-v9'; did you mean 'CartPole-v")
-    assert "experts exist for Acrobot-v1, CartPole-v0, CartPole-v1, MountainCar-v0" in message
+    assert (
+        "experts exist for Acrobot-v1, CartPole-v0, CartPole-v1, LunarLander-v3, "
+        "LunarLanderContinuous-v3, MountainCar-v0, Pendulum-v1" in message
+    )
 
 
 def test_experts_answer_for_a_whole_batch_with_int_actions():
