@@ -17,8 +17,12 @@ How a Minari episode maps onto a Townlet trajectory (one trajectory per episode)
   kept beside them as an extra (`features_exact`, `map_exact`, `rewards_exact`).
 - `minari_arrays` in each trajectory's metadata records every Minari array's dtype and
   per-step shape, so the export puts back the same dtypes and shapes.
-- actions must be `Discrete` (Townlet's policies pick one of N actions); a `start` offset
-  is removed on import (Townlet action ids start at 0) and added back on export.
+- actions: `Discrete` ones become ids (T,); `Box` ones floats (T, A), a multi-dimensional
+  Box flattened to A numbers (its shape is restored on export), float32 with an exact copy
+  (`actions_exact`) where float32 would round; `MultiDiscrete` and `MultiBinary` ones integers
+  (T, A). A `start` offset (Discrete, MultiDiscrete) is removed on import (Townlet values
+  start at 0) and added back on export. The space goes into each trajectory's metadata
+  (`action_dim`, or `action_space` with Box bounds or `nvec`).
 - terminations and truncations become the `terminated` and `truncated` extras, and their
   union `dones`.
 - Minari has no policy outputs, so `old_log_probs` are zeros (T) and `value_preds` zeros
@@ -31,7 +35,9 @@ last observation as its final one; such episodes carry `townlet_final_observatio
 "repeated_last"` in their Minari episode metadata and the dataset description says how many.
 Its arrays keep Townlet's dtypes (float32 observations and rewards, int64 actions), its
 observation space is an unbounded Box (a Dict of `features` and `map` when there is a map),
-its action space Discrete(action ids seen or declared), and without `terminated`/`truncated`
+its action space Discrete(action ids seen or declared), or for vector actions a Box (its
+declared bounds, else unbounded), MultiDiscrete (nvec declared or seen) or MultiBinary, and
+without `terminated`/`truncated`
 extras `dones` are recorded as terminations and nothing as truncated. Exports are written in
 Minari's HDF5 format with JPEG encoding off, so image observations are stored exactly.
 """
@@ -49,6 +55,14 @@ from typing import Any
 
 import numpy as np
 
+from townlet_core.data.action_space import (
+    BOX,
+    DISCRETE,
+    METADATA_KEY,
+    MULTI_BINARY,
+    MULTI_DISCRETE,
+    ActionSpace,
+)
 from townlet_core.data.dataset import ReplayDataset
 from townlet_core.data.trajectory import Trajectory, build_trajectory
 from townlet_core.data.writer import DatasetWriter
@@ -267,7 +281,7 @@ def _episode_to_trajectory(
     ):
         _numeric(array, f"{where}: {name}")
         described[name] = _describe(array)
-    arrays["actions"] = actions.reshape(steps).astype(np.int64) - int(episode_meta["action_start"])
+    arrays["actions"] = _imported_actions(actions, episode_meta, steps, arrays)
     arrays["rewards"] = _float32_with_exact(rewards.reshape(steps), "rewards", arrays)
     arrays["terminated"] = terminations.reshape(steps)
     arrays["truncated"] = truncations.reshape(steps)
@@ -286,6 +300,48 @@ def _episode_to_trajectory(
     trajectory = build_trajectory(arrays, metadata, source=where)
     trajectory.source = None
     return trajectory
+
+
+def _action_metadata(space: Any, dataset_id: str) -> dict[str, Any]:
+    """What each imported trajectory's metadata says about its actions (and the `start`
+    offset removed from them), for a Discrete, Box, MultiDiscrete or MultiBinary space."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Discrete):
+        return {"action_dim": int(space.n), "action_start": int(space.start)}
+    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating):
+        width = int(np.prod(space.shape))
+        low = tuple(float(v) for v in np.asarray(space.low, np.float64).reshape(-1))
+        high = tuple(float(v) for v in np.asarray(space.high, np.float64).reshape(-1))
+        box = ActionSpace(BOX, (width,), low=low, high=high)
+        return {METADATA_KEY: box.as_dict()}
+    if isinstance(space, spaces.MultiDiscrete) and len(space.nvec.shape) == 1:
+        nvec = [int(n) for n in space.nvec]
+        declared = {"kind": MULTI_DISCRETE, "shape": [len(nvec)], "nvec": nvec}
+        return {METADATA_KEY: declared, "action_start": [int(v) for v in space.start]}
+    if isinstance(space, spaces.MultiBinary) and len(space.shape) == 1:
+        width = int(space.shape[0])
+        return {METADATA_KEY: {"kind": MULTI_BINARY, "shape": [width], "n": width}}
+    raise DataError(
+        f"Minari dataset {dataset_id} has action space {space}; Townlet imports Discrete, Box "
+        "(float), one-dimensional MultiDiscrete and one-dimensional MultiBinary actions"
+    )
+
+
+def _imported_actions(
+    actions: np.ndarray, episode_meta: Mapping[str, Any], steps: int, arrays: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Minari's actions in Townlet's layout: ids (T,) or vectors (T, A), starting at 0."""
+    declared = episode_meta.get(METADATA_KEY)
+    kind = declared["kind"] if isinstance(declared, Mapping) else DISCRETE
+    start = np.asarray(episode_meta.get("action_start", 0), dtype=np.int64)
+    if kind == DISCRETE:
+        return actions.reshape(steps).astype(np.int64) - start
+    flat = actions.reshape(steps, -1)
+    if kind == BOX:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _float32_with_exact(flat, "actions", arrays)  # non-finite: refused after
+    return flat.astype(np.int64) - start
 
 
 def import_minari(dataset_id: str, out: Path, *, data_path: Path | None = None) -> ImportSummary:
@@ -316,20 +372,11 @@ def import_minari(dataset_id: str, out: Path, *, data_path: Path | None = None) 
             f"{data_dir}: not a readable Minari dataset ({exc}); re-download or re-create it"
         ) from exc
 
-    from gymnasium import spaces
-
-    action_space = source.action_space
-    if not isinstance(action_space, spaces.Discrete):
-        raise DataError(
-            f"Minari dataset {dataset_id} has action space {action_space}; only discrete-action "
-            "datasets (a Discrete action space) are supported"
-        )
     kind, parts = _observation_parts(source.observation_space, dataset_id)
     episode_meta = {
         "source": "minari",
         "minari_dataset_id": dataset_id,
-        "action_dim": int(action_space.n),
-        "action_start": int(action_space.start),
+        **_action_metadata(source.action_space, dataset_id),
     }
     minari_metadata = {k: v for k, v in raw_metadata.items() if k not in _SKIPPED_METADATA}
     writer = DatasetWriter(
@@ -372,7 +419,10 @@ def _native_arrays(trajectory: Trajectory) -> dict[str, Any]:
     """`minari_arrays` for a trajectory Townlet wrote itself: its own dtypes and shapes."""
     described: dict[str, Any] = {
         "features": {"dtype": "float32", "shape": [int(trajectory.features.shape[1])]},
-        "actions": {"dtype": "int64", "shape": []},
+        "actions": {
+            "dtype": str(trajectory.actions.dtype),
+            "shape": [int(d) for d in trajectory.actions.shape[1:]],
+        },
         "rewards": {"dtype": "float32", "shape": []},
         "terminations": {"dtype": "bool", "shape": []},
         "truncations": {"dtype": "bool", "shape": []},
@@ -391,11 +441,28 @@ def _layout(trajectory: Trajectory) -> tuple[str, dict[str, Any]]:
     return ("dict" if trajectory.map is not None else "array"), _native_arrays(trajectory)
 
 
+def _action_space(actions: ActionSpace) -> Any:
+    """The Gymnasium space of a Townlet dataset's actions (unknown Box bounds: unbounded)."""
+    from gymnasium import spaces
+
+    if actions.kind == DISCRETE:
+        return spaces.Discrete(actions.count)
+    if actions.kind == BOX:
+        unbounded = np.full(actions.shape, np.inf, np.float32)
+        low = np.asarray(actions.low, np.float32) if actions.low is not None else -unbounded
+        high = np.asarray(actions.high, np.float32) if actions.high is not None else unbounded
+        return spaces.Box(low, high, shape=actions.shape, dtype=np.float32)
+    if actions.kind == MULTI_DISCRETE:
+        assert actions.nvec is not None
+        return spaces.MultiDiscrete(list(actions.nvec))
+    return spaces.MultiBinary(actions.width)
+
+
 def _spaces(
-    api: _Minari, minari_metadata: Mapping[str, Any], first: Trajectory, action_dim: int
+    api: _Minari, minari_metadata: Mapping[str, Any], first: Trajectory, actions: ActionSpace | None
 ) -> tuple[Any, Any]:
     """The recorded Minari spaces when the data came from Minari, else unbounded Boxes and
-    Discrete(action_dim) built from the data."""
+    the dataset's own action space (`_action_space`) built from the data."""
     observation = minari_metadata.get("observation_space")
     action = minari_metadata.get("action_space")
     if isinstance(observation, str) and isinstance(action, str):
@@ -411,7 +478,8 @@ def _spaces(
         if part in described
     }
     observation_space = spaces.Dict(boxes) if kind == "dict" else boxes["features"]
-    return observation_space, spaces.Discrete(action_dim)
+    assert actions is not None
+    return observation_space, _action_space(actions)
 
 
 def _restore(values: np.ndarray, spec: Mapping[str, Any], steps: int, what: str) -> np.ndarray:
@@ -438,10 +506,35 @@ def _observation_shapes(described: Mapping[str, Any]) -> dict[str, list[int]]:
     return {part: list(described[part]["shape"]) for part in _PARTS if part in described}
 
 
+def _exported_actions(trajectory: Trajectory, action_start: np.ndarray) -> np.ndarray:
+    """The actions as Minari stores them: the exact copy where one was kept, the `start`
+    offset added back to integer values."""
+    actions = trajectory.extras.get("actions_exact", trajectory.actions)
+    if np.issubdtype(actions.dtype, np.floating):
+        return actions
+    shifted: np.ndarray = actions + action_start
+    return shifted
+
+
+def _action_start(metadata: Mapping[str, Any], where: str) -> np.ndarray:
+    """The `start` offset an import removed: an integer, or one per action dimension."""
+    value = metadata.get("action_start", 0)
+    try:
+        start = np.asarray(value, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(
+            f"{where}: metadata action_start must be an integer or a list of integers, found "
+            f"{value!r}; fix or remove it"
+        ) from exc
+    if start.ndim > 1:
+        raise DataError(f"{where}: metadata action_start {value!r} has more than one dimension")
+    return start
+
+
 def _episode_buffer(
     api: _Minari,
     trajectory: Trajectory,
-    action_start: int,
+    action_start: np.ndarray,
     expected: tuple[str, dict[str, list[int]]],
     where: str,
 ) -> tuple[Any, bool]:
@@ -475,7 +568,7 @@ def _episode_buffer(
         else:
             last, repeated = per_step[-1], True
         observations[part] = np.concatenate([per_step, last[None]])
-    actions = _one_per_step(trajectory, "actions", where) + action_start
+    actions = _exported_actions(trajectory, action_start)
     rewards = trajectory.extras.get("rewards_exact", _one_per_step(trajectory, "rewards", where))
     terminated = trajectory.extras.get("terminated", _one_per_step(trajectory, "dones", where))
     truncated = trajectory.extras.get("truncated", np.zeros(steps, dtype=bool))
@@ -554,7 +647,7 @@ def _write_episodes(
     api: _Minari, storage: Any, dataset: ReplayDataset, first: Trajectory
 ) -> tuple[int, int, int]:
     """Append every trajectory as one episode; returns (episodes, transitions, repeated)."""
-    action_start = int(first.metadata.get("action_start", 0))
+    action_start = _action_start(first.metadata, str(dataset.entries[0].sample))
     first_kind, first_described = _layout(first)
     expected = (first_kind, _observation_shapes(first_described))
     episodes = transitions = repeated = 0
@@ -601,16 +694,6 @@ def _closing_metadata(
     return extra
 
 
-def _action_dim(dataset: ReplayDataset) -> int:
-    """Actions seen or declared, over every trajectory (read one at a time)."""
-    action_dim = 0
-    for trajectory in dataset.trajectories():
-        declared = trajectory.metadata.get("action_dim")
-        observed = int(trajectory.actions.max()) + 1
-        action_dim = max(action_dim, observed, declared if isinstance(declared, int) else 0)
-    return action_dim
-
-
 def export_minari(
     source: Path | str,
     dataset_id: str,
@@ -636,9 +719,10 @@ def export_minari(
     recorded = dataset.source.metadata.get("minari")
     minari_metadata = dict(recorded) if isinstance(recorded, Mapping) else {}
     first = dataset.trajectory(0)
-    # Without a recorded action space, a pre-pass finds it: it is fixed before writing.
-    action_dim = 0 if "action_space" in minari_metadata else _action_dim(dataset)
-    spaces_ = _spaces(api, minari_metadata, first, action_dim)
+    # Without a recorded action space, a pre-pass finds it (every trajectory read once,
+    # the action rules checked): it is fixed before writing.
+    actions = None if "action_space" in minari_metadata else dataset.action_space
+    spaces_ = _spaces(api, minari_metadata, first, actions)
     env_spec = _env_spec_json(env_id, minari_metadata.get("env_spec"))
     try:
         storage = _create_empty(api, dataset_id, data_path, spaces_, minari_metadata).storage
