@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from townlet_core.checkpoints import NetworkSpec
+from townlet_core.envs.settings import EnvSettings, WrapperSpec
+
+ENV_KWARGS_HELP = "Keyword arguments to gymnasium.make (or the module:Class) for {what}."
+WRAPPERS_HELP = (
+    "Wrappers applied in order to each sub-env of {what}, each {{wrapper: module:Class, "
+    "kwargs: {{...}}}} (e.g. gymnasium.wrappers:FrameStackObservation with {{stack_size: 4}})."
+)
 
 
 class CaptureSpec(BaseModel):
@@ -16,6 +23,12 @@ class CaptureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env: str = Field("CartPole-v1", description="Gymnasium environment id to record.")
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description=ENV_KWARGS_HELP.format(what="the capture")
+    )
+    wrappers: list[WrapperSpec] = Field(
+        default_factory=list, description=WRAPPERS_HELP.format(what="the capture")
+    )
     policy: str = Field(
         "scripted", description="Who acts: scripted (the built-in expert), random, or a path."
     )
@@ -23,6 +36,15 @@ class CaptureSpec(BaseModel):
     num_envs: int = Field(4, ge=1, description="Environments stepped together.")
     max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
     seed: int | None = Field(None, ge=0, description="Capture seed; default: the run seed.")
+
+    def env_settings(self) -> EnvSettings:
+        """The environment the demonstrations are recorded in."""
+        return EnvSettings(
+            id=self.env,
+            kwargs=self.env_kwargs,
+            wrappers=tuple(self.wrappers),
+            max_episode_steps=self.max_episode_steps,
+        )
 
 
 class BCConfig(BaseModel):
@@ -79,6 +101,13 @@ class BCConfig(BaseModel):
         description="Evaluate the cloned policy greedily here after training; default: the "
         "captured environment, if demonstrations were captured.",
     )
+    eval_env_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=ENV_KWARGS_HELP.format(what="bc.eval_env (which it needs)"),
+    )
+    eval_wrappers: list[WrapperSpec] = Field(
+        default_factory=list, description=WRAPPERS_HELP.format(what="bc.eval_env (which it needs)")
+    )
     eval_episodes: int = Field(20, ge=1, description="Evaluation episodes.")
     accept_val_accuracy: float | None = Field(
         None,
@@ -86,3 +115,28 @@ class BCConfig(BaseModel):
         le=1.0,
         description="If set, a run whose validation accuracy is below it ends 'failed'.",
     )
+
+    @model_validator(mode="after")
+    def _eval_settings_need_an_eval_env(self) -> BCConfig:
+        """Without bc.eval_env the evaluation runs in the capture environment, with the
+        capture's settings: settings for an evaluation environment nobody named would be
+        ignored."""
+        if self.eval_env is None and (self.eval_env_kwargs or self.eval_wrappers):
+            raise ValueError(
+                "bc.eval_env_kwargs and bc.eval_wrappers need bc.eval_env; set it, or set "
+                "bc.capture.env_kwargs and bc.capture.wrappers to evaluate in the capture "
+                "environment"
+            )
+        return self
+
+    def eval_env_settings(self) -> EnvSettings | None:
+        """Where the cloned policy is evaluated: bc.eval_env with its own settings, else the
+        capture environment with the capture's kwargs and wrappers (its episode limit is
+        the capture's budget, not the evaluation's), else nowhere."""
+        if self.eval_env is not None:
+            return EnvSettings(
+                id=self.eval_env, kwargs=self.eval_env_kwargs, wrappers=tuple(self.eval_wrappers)
+            )
+        if self.capture is not None and self.dataset is None:
+            return self.capture.env_settings().spaces_key()
+        return None

@@ -221,7 +221,7 @@ def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, s
     out = context.run_dir / DEMONSTRATIONS_DIR
     with context.services.progress(None, f"capture {spec.env}") as progress:
         summary = capture(
-            spec.env,
+            spec.env_settings(),
             spec.policy,
             episodes=spec.episodes,
             num_envs=spec.num_envs,
@@ -551,7 +551,7 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     evaluation = None
     if eval_env is not None:
         evaluation = evaluate_policy(
-            eval_env,
+            config.eval_env_settings() or eval_env,
             TorchPolicy(network, device=device, greedy=True),
             episodes=config.eval_episodes,
             seed=context.seed + EVAL_SEED_OFFSET,

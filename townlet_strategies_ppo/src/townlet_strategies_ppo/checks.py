@@ -24,6 +24,7 @@ from townlet_core.checkpoints import (
 )
 from townlet_core.data.validation import require_valid_dataset
 from townlet_core.envs.evaluation import environment_spaces
+from townlet_core.envs.settings import EnvSettingsError
 from townlet_core.errors import ConfigError, DataError
 from townlet_strategies_ppo.config import PPOConfig
 
@@ -114,8 +115,10 @@ def _shown(value: object) -> str:
 
 
 def _environment_spaces(config: PPOConfig) -> tuple[dict[str, tuple[int, ...]], int]:
-    """The environment's observation layout and action count; an unknown id is named with
-    the registered ids closest to it."""
+    """The environment's observation layout and action count, with its kwargs and wrappers
+    applied (so a wrapper that cannot be imported or built, or kwargs the env refuses, are
+    named as the setting they are); an unknown id is named with the registered ids closest
+    to it."""
     import gymnasium
 
     env_id = config.env
@@ -127,7 +130,9 @@ def _environment_spaces(config: PPOConfig) -> tuple[dict[str, tuple[int, ...]], 
             "or module:Class to import an environment of your own)"
         )
     try:
-        return environment_spaces(env_id, config.max_episode_steps)
+        return environment_spaces(config.env_settings())
+    except EnvSettingsError as exc:
+        raise exc.at("ppo.") from exc
     except ConfigError as exc:
         raise ConfigError(f"ppo.env: {exc}") from exc
 

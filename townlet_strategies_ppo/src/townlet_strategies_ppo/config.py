@@ -8,12 +8,13 @@ entropy bonus): `townlet train --strategy ppo` balances the pole within 60,000 s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from townlet_core.checkpoints import NetworkSpec
+from townlet_core.envs.settings import EnvSettings, WrapperSpec
 
 Schedule = Literal["constant", "linear"]
 
@@ -25,6 +26,17 @@ class PPOConfig(BaseModel):
 
     # --- what to learn from
     env: str = Field("CartPole-v1", description="Gymnasium id or module:Class to act in.")
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments to gymnasium.make (or the module:Class), e.g. "
+        "{sutton_barto_reward: true}; used for rollouts and evaluation alike.",
+    )
+    wrappers: list[WrapperSpec] = Field(
+        default_factory=list,
+        description="Wrappers applied in order to each sub-env before vectorising, each "
+        "{wrapper: module:Class, kwargs: {...}}, e.g. gymnasium.wrappers:FrameStackObservation "
+        "with {stack_size: 4}; naming one imports it, so only config and CLI options name them.",
+    )
     dataset: Path | None = Field(
         None,
         description="Train on this Townlet replay dataset (its stored old_log_probs and "
@@ -102,6 +114,26 @@ class PPOConfig(BaseModel):
     accept_return: float | None = Field(
         None, description="If set, a final evaluation below this ends the run 'failed'."
     )
+
+    def env_settings(self) -> EnvSettings:
+        """The environment rollouts and evaluations build: env, env_kwargs, wrappers and
+        max_episode_steps together, so the two never differ."""
+        return EnvSettings(
+            id=self.env,
+            kwargs=self.env_kwargs,
+            wrappers=tuple(self.wrappers),
+            max_episode_steps=self.max_episode_steps,
+        )
+
+    @model_validator(mode="after")
+    def _env_settings_need_an_env(self) -> PPOConfig:
+        """Replay mode steps no environment: its env settings would be silently ignored."""
+        if self.dataset is not None and (self.env_kwargs or self.wrappers):
+            raise ValueError(
+                "ppo.env_kwargs and ppo.wrappers apply to live rollouts, but ppo.dataset "
+                "trains on replay data; remove them, or remove ppo.dataset"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_fits(self) -> PPOConfig:

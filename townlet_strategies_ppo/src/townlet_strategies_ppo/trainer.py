@@ -124,9 +124,7 @@ class PPOTrainer:
     # ------------------------------------------------------------------ set-up
 
     def _build_env(self) -> Any:
-        env, _how = make_vector_env(
-            self.config.env, self.config.num_envs, self.config.max_episode_steps
-        )
+        env, _how = make_vector_env(self.config.env_settings(), self.config.num_envs)
         _seed_spaces(env, self.context.seed)
         return env
 
@@ -222,7 +220,7 @@ class PPOTrainer:
             return None
         policy = TorchPolicy(self.network, device=self.device, greedy=True)
         return evaluate_policy(
-            self.env_id,
+            self.config.env_settings(),
             policy,
             episodes=episodes,
             seed=self.context.seed + EVAL_SEED_OFFSET,

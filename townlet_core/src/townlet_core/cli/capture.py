@@ -25,6 +25,20 @@ if TYPE_CHECKING:
     help="Gymnasium id (e.g. CartPole-v1) or an entry point module:Class.",
 )
 @click.option(
+    "--env-kwargs",
+    metavar="JSON",
+    help="Keyword arguments to gymnasium.make or the class, as a JSON object, e.g. "
+    "'{\"sutton_barto_reward\": true}'.",
+)
+@click.option(
+    "--wrapper",
+    "wrappers",
+    multiple=True,
+    metavar="SPEC",
+    help="Wrap each sub-env (repeat, applied in order): module:Class, or JSON "
+    '\'{"wrapper": "gymnasium.wrappers:FrameStackObservation", "kwargs": {"stack_size": 4}}\'.',
+)
+@click.option(
     "--policy",
     default="scripted",
     show_default=True,
@@ -60,6 +74,8 @@ if TYPE_CHECKING:
 @click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
 def capture(
     env_id: str,
+    env_kwargs: str | None,
+    wrappers: tuple[str, ...],
     policy: str,
     episodes: int | None,
     steps: int | None,
@@ -74,14 +90,17 @@ def capture(
     (.npz + .json) into OUT, with a manifest.json that is valid after every episode.
 
     Give exactly one budget: --episodes N or --steps N. The same --seed and --num-envs
-    give identical data.
+    give identical data. --env-kwargs and --wrapper build the environment as a training
+    config's env_kwargs and wrappers do; the manifest records them (as data).
     """
     if (episodes is None) == (steps is None):
         raise click.UsageError("give exactly one of --episodes N or --steps N")
     from townlet_core.envs.capture import capture as run_capture
+    from townlet_core.envs.settings import CLI_OPTIONS, EnvSettingsError, settings_from_options
     from townlet_core.errors import RunInterruptedError
     from townlet_core.runtime.progress import Progress, progress_wanted
 
+    settings = settings_from_options(env_id, env_kwargs, wrappers, max_episode_steps)
     unit = "episodes" if episodes is not None else "steps"
     progress = Progress(
         episodes or steps, f"capture {env_id} ({unit})", enabled=progress_wanted(quiet)
@@ -89,16 +108,17 @@ def capture(
     try:
         with progress:
             summary = run_capture(
-                env_id,
+                settings,
                 policy,
                 episodes=episodes,
                 steps=steps,
                 num_envs=num_envs,
                 seed=seed,
                 out=out,
-                max_episode_steps=max_episode_steps,
                 progress=progress,
             )
+    except EnvSettingsError as exc:
+        raise exc.renamed(CLI_OPTIONS) from exc
     except KeyboardInterrupt:
         raise RunInterruptedError(
             f"interrupted; {out} keeps the {_written(out)} complete trajectories written so far"

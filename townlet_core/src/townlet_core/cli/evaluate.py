@@ -17,6 +17,19 @@ import click
     help="Gymnasium id or module:Class (default: the checkpoint's, if it is a registered "
     "Gymnasium id; an import string recorded in a checkpoint runs only when passed here).",
 )
+@click.option(
+    "--env-kwargs",
+    metavar="JSON",
+    help="Keyword arguments to gymnasium.make or the class, as a JSON object (as trained with).",
+)
+@click.option(
+    "--wrapper",
+    "wrappers",
+    multiple=True,
+    metavar="SPEC",
+    help="Wrap each sub-env (repeat, in order, as trained with): module:Class, or JSON "
+    '\'{"wrapper": "module:Class", "kwargs": {...}}\'. Never taken from the checkpoint.',
+)
 @click.option("--episodes", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the episodes."
@@ -32,6 +45,8 @@ import click
 def evaluate(
     checkpoint: Path,
     env_id: str | None,
+    env_kwargs: str | None,
+    wrappers: tuple[str, ...],
     episodes: int,
     seed: int,
     stochastic: bool,
@@ -40,7 +55,10 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Run CHECKPOINT (a checkpoint folder, e.g. RUN_DIR/checkpoint) for N episodes and
-    report the mean, std, min and max of return and episode length. Greedy by default."""
+    report the mean, std, min and max of return and episode length. Greedy by default.
+
+    Pass --env-kwargs and --wrapper as the policy was trained with (a config's env_kwargs
+    and wrappers); they are never read from the checkpoint, which only names them."""
     from townlet_core.checkpoints import (
         ObservationSpec,
         check_compatible,
@@ -48,13 +66,31 @@ def evaluate(
         recorded_env_id,
     )
     from townlet_core.envs.evaluation import environment_spaces, evaluate_policy
+    from townlet_core.envs.settings import (
+        CLI_OPTIONS,
+        EnvSettingsError,
+        recorded_hint,
+        settings_from_options,
+    )
+    from townlet_core.errors import DataError
     from townlet_core.runtime.torch_guard import require_torch
 
     info = read_info(checkpoint)
-    # An id from the checkpoint is data (registered ids only); code runs only from --env.
+    # An id from the checkpoint is data (registered ids only); code runs only from --env,
+    # and wrappers only from --wrapper: a checkpoint's recorded settings are shown, not used.
     env_id = env_id or recorded_env_id(checkpoint, info)
-    layout, actions = environment_spaces(env_id, max_episode_steps)
-    check_compatible(checkpoint, info, ObservationSpec.from_layout(layout), actions)
+    settings = settings_from_options(env_id, env_kwargs, wrappers, max_episode_steps)
+    try:
+        layout, actions = environment_spaces(settings)
+    except EnvSettingsError as exc:
+        raise exc.renamed(CLI_OPTIONS) from exc
+    try:
+        check_compatible(checkpoint, info, ObservationSpec.from_layout(layout), actions)
+    except DataError as exc:
+        hint = recorded_hint(info.extra, settings)
+        if not hint:
+            raise
+        raise DataError(f"{exc}{hint}") from exc
     require_torch("townlet evaluate", "bc")
     from townlet_core.nn import TorchPolicy, device_name, select_device
 
@@ -62,9 +98,7 @@ def evaluate(
     policy = TorchPolicy.from_checkpoint(
         checkpoint, device=device_name(torch_device), greedy=not stochastic, seed=seed
     )
-    result = evaluate_policy(
-        env_id, policy, episodes=episodes, seed=seed, max_episode_steps=max_episode_steps
-    )
+    result = evaluate_policy(settings, policy, episodes=episodes, seed=seed)
     if as_json:
         payload = {
             "checkpoint": str(checkpoint),

@@ -44,6 +44,7 @@ from townlet_core.data.writer import DatasetWriter
 from townlet_core.envs.make import make_vector_env, observation_layout
 from townlet_core.envs.policies import Policy, PolicyOutput, action_count, as_output
 from townlet_core.envs.resolve import resolve_policy
+from townlet_core.envs.settings import EnvSettings
 from townlet_core.errors import ConfigError
 
 #: Info keys that are not per-step counters (Gymnasium's own bookkeeping).
@@ -405,7 +406,7 @@ class _Capture:
 
 
 def capture(
-    env_id: str,
+    env_id: str | EnvSettings,
     policy: Policy | str,
     *,
     episodes: int | None = None,
@@ -419,7 +420,9 @@ def capture(
 ) -> CaptureSummary:
     """Run `policy` in `num_envs` copies of `env_id` and record trajectories.
 
-    `env_id` is a registered Gymnasium id or `module:Class`; `policy` a callable (see
+    `env_id` is a registered Gymnasium id or `module:Class`, or `EnvSettings` (kwargs and
+    wrappers too; `max_episode_steps`, when given, overrides its limit, and the manifest
+    records the kwargs and wrappers as data); `policy` a callable (see
     `townlet_core.envs.policies`) or a spec for `resolve_policy` ("scripted", "random",
     "module:factory"). The budget is exactly one of `episodes` (that many complete
     trajectories) or `steps` (that many transitions in all; an episode still running when
@@ -432,11 +435,15 @@ def capture(
     quotas = _quotas(episodes, steps, num_envs)
     if max_episode_steps is not None and max_episode_steps < 1:
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
-    env, vectorization = make_vector_env(env_id, num_envs, max_episode_steps)
+    env_settings = EnvSettings.of(env_id, max_episode_steps)
+    env_id, max_episode_steps = env_settings.id, env_settings.max_episode_steps
+    env, vectorization = make_vector_env(env_settings, num_envs)
     try:
         action_dim = action_count(env.single_action_space, env_id)
         layout = observation_layout(env.single_observation_space, env_id)
         policy_name = _policy_name(policy)
+        if policy == "scripted":
+            check_expert_observations(env, env_settings)
         if isinstance(policy, str):
             policy = resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
         settings = {
@@ -449,6 +456,9 @@ def capture(
             "max_episode_steps": max_episode_steps,
             "vectorization": vectorization,
         }
+        if not env_settings.plain:  # recorded as data; nothing reads it back to import
+            recorded = env_settings.as_data()
+            settings.update(env_kwargs=recorded["kwargs"], wrappers=recorded["wrappers"])
         writer = None if out is None else _open_writer(out, settings)
         names = env.metadata.get("feature_names")
         state = _Capture(
@@ -488,6 +498,22 @@ def capture(
         path=out,
         trajectories=tuple(state.kept),
     )
+
+
+def check_expert_observations(env: Any, settings: EnvSettings) -> None:
+    """The scripted experts read the raw observation of their env: refuse wrappers that
+    change it (a frame stack), which would make an expert act on the wrong numbers."""
+    subs = getattr(env, "envs", None)
+    if not settings.wrappers or not subs:
+        return
+    raw, wrapped = subs[0].unwrapped.observation_space, env.single_observation_space
+    if raw != wrapped:
+        raise ConfigError(
+            f"the scripted expert for '{settings.id}' acts on its raw observations "
+            f"{raw}, but the wrappers change them to {wrapped}; capture with the random "
+            "policy, a checkpoint or a module:factory that expects the wrapped observation, "
+            "or leave out the wrappers that change it"
+        )
 
 
 def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> None:
@@ -550,4 +576,5 @@ __all__ = [
     "CaptureSummary",
     "ProgressLike",
     "capture",
+    "check_expert_observations",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from townlet_core.envs.policies import Policy
+from townlet_core.envs.settings import EnvSettings
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class EvaluationResult:
 
 
 def evaluate_policy(
-    env_id: str,
+    env_id: str | EnvSettings,
     policy: Policy,
     *,
     episodes: int,
@@ -44,7 +45,10 @@ def evaluate_policy(
     num_envs: int | None = None,
     max_episode_steps: int | None = None,
 ) -> EvaluationResult:
-    """Run `episodes` episodes of `policy` and summarise their returns and lengths."""
+    """Run `episodes` episodes of `policy` and summarise their returns and lengths.
+
+    `env_id` is an id or the full `EnvSettings` the policy was trained with (its kwargs and
+    wrappers); `max_episode_steps`, when given, overrides the settings' own limit."""
     from townlet_core.envs.capture import capture
 
     summary = capture(
@@ -58,7 +62,7 @@ def evaluate_policy(
     returns = np.asarray(summary.returns, dtype=np.float64)
     lengths = np.asarray(summary.lengths, dtype=np.int64)
     return EvaluationResult(
-        env_id=env_id,
+        env_id=summary.env_id,
         episodes=len(returns),
         seed=seed,
         mean_return=float(returns.mean()),
@@ -74,18 +78,21 @@ def evaluate_policy(
 
 
 def environment_spaces(
-    env_id: str, max_episode_steps: int | None = None
+    env_id: str | EnvSettings, max_episode_steps: int | None = None
 ) -> tuple[dict[str, tuple[int, ...]], int]:
     """The recorded observation layout (`features`, optional `map`) and the number of
-    actions of `env_id`, to check a checkpoint against before running it."""
+    actions of `env_id` (an id or `EnvSettings`, wrappers applied), to check a checkpoint
+    against before running it. Building the env here is what makes a bad setting (an
+    unimportable wrapper, kwargs the env refuses) fail before anything is written."""
     from townlet_core.envs.make import make_vector_env, observation_layout
     from townlet_core.envs.policies import action_count
 
-    env, _how = make_vector_env(env_id, 1, max_episode_steps)
+    settings = EnvSettings.of(env_id, max_episode_steps)
+    env, _how = make_vector_env(settings, 1)
     try:
         return (
-            observation_layout(env.single_observation_space, env_id),
-            action_count(env.single_action_space, env_id),
+            observation_layout(env.single_observation_space, settings.id),
+            action_count(env.single_action_space, settings.id),
         )
     finally:
         env.close()

@@ -3,15 +3,20 @@
 One place builds every environment a rollout uses (capture, evaluation, PPO's live
 rollouts): a registered id or a `module:Class` entry point, the id's native vector
 implementation when it beats a `SyncVectorEnv` (CartPole from about 5 envs), and the
-observation layout a Townlet dataset records (`features`, optionally `map`).
+observation layout a Townlet dataset records (`features`, optionally `map`). What is built
+is described by `EnvSettings` (`settings.py`): the id, its constructor's keyword arguments,
+per-env wrappers and an episode limit, so training, capture and evaluation agree.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Callable
 from typing import Any
 
 from townlet_core._suggest import did_you_mean
+from townlet_core.envs.settings import EnvSettings, EnvSettingsError, wrapper_factories
 from townlet_core.errors import ConfigError
 
 #: From this many envs on, an id's native vector env is used instead of SyncVectorEnv. A
@@ -54,27 +59,43 @@ def _env_constructor(env_id: str) -> Any:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, max_episode_steps: int | None = None
+    env: str | EnvSettings, num_envs: int, max_episode_steps: int | None = None
 ) -> tuple[Any, str]:
-    """A vector env in NEXT_STEP autoreset mode and how it was built ("native" or "sync")."""
+    """A vector env in NEXT_STEP autoreset mode and how it was built ("native" or "sync").
+
+    `env` is an id (or `module:Class`) or full `EnvSettings`; a `max_episode_steps` given
+    here overrides the settings' own. Keyword arguments go to the env's constructor;
+    wrappers are applied in order to each sub-env, so an id with wrappers always steps
+    through a `SyncVectorEnv`. Kwargs or a wrapper that cannot be used raise
+    `EnvSettingsError` naming the setting (`env_kwargs`, `wrappers[i]`); an unknown id, a
+    plain `ConfigError` as before.
+    """
     import gymnasium
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+    settings = EnvSettings.of(env, max_episode_steps)
+    env_id = settings.id
     constructor = _env_constructor(env_id)
+    wrappers = wrapper_factories(settings)
     limit: dict[str, Any] = {}
-    if max_episode_steps is not None:
-        limit["max_episode_steps"] = max_episode_steps
+    if settings.max_episode_steps is not None:
+        limit["max_episode_steps"] = settings.max_episode_steps
     try:
         if constructor is not None:
             return SyncVectorEnv(
-                [_class_env(constructor, max_episode_steps) for _ in range(num_envs)],
+                [_class_env(constructor, settings, wrappers) for _ in range(num_envs)],
                 copy=False,
                 autoreset_mode=AutoresetMode.NEXT_STEP,
             ), "sync"
         registered = env_id.rpartition(":")[2]
         spec = gymnasium.spec(registered)
-        if spec.vector_entry_point is not None and num_envs >= NATIVE_VECTOR_MIN_ENVS:
-            native = _native_vector_env(registered, num_envs, limit)
+        wanted = {**limit, **settings.kwargs}
+        if (
+            spec.vector_entry_point is not None
+            and num_envs >= NATIVE_VECTOR_MIN_ENVS
+            and not wrappers
+        ):
+            native = _native_vector_env(registered, num_envs, wanted)
             if native is not None:
                 return native, "native"
         return gymnasium.make_vec(
@@ -82,20 +103,36 @@ def make_vector_env(
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"copy": False, "autoreset_mode": AutoresetMode.NEXT_STEP},
-            **limit,
+            wrappers=wrappers or None,
+            **wanted,
         ), "sync"
+    except EnvSettingsError:
+        raise  # a wrapper or the kwargs of a class env, already named
     except gymnasium.error.Error as exc:
         raise ConfigError(f"cannot create environment '{env_id}': {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        if not settings.kwargs:
+            raise
+        raise _kwargs_error(settings, exc) from exc
 
 
-def _native_vector_env(env_id: str, num_envs: int, limit: dict[str, Any]) -> Any:
+def _kwargs_error(settings: EnvSettings, exc: Exception) -> EnvSettingsError:
+    """The env refused its keyword arguments (an unknown name, a bad value)."""
+    return EnvSettingsError(
+        "env_kwargs",
+        f"environment '{settings.id}' refused {json.dumps(settings.kwargs, default=repr)} "
+        f"({type(exc).__name__}: {exc}); use the argument names its constructor takes",
+    )
+
+
+def _native_vector_env(env_id: str, num_envs: int, kwargs: dict[str, Any]) -> Any:
     """The id's own vector implementation, or None when it cannot serve this capture."""
     import gymnasium
     from gymnasium.vector import AutoresetMode
 
     try:
         env = gymnasium.make_vec(
-            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **limit
+            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs
         )
     except (gymnasium.error.Error, TypeError):
         return None
@@ -105,12 +142,25 @@ def _native_vector_env(env_id: str, num_envs: int, limit: dict[str, Any]) -> Any
     return env
 
 
-def _class_env(constructor: Any, max_episode_steps: int | None) -> Any:
+def _class_env(
+    constructor: Any, settings: EnvSettings, wrappers: list[Callable[[Any], Any]]
+) -> Callable[[], Any]:
+    """One sub-env of a `module:Class`: made with the kwargs, cut, then wrapped in order."""
+
     def make() -> Any:
         from gymnasium.wrappers import TimeLimit
 
-        env = constructor()
-        return env if max_episode_steps is None else TimeLimit(env, max_episode_steps)
+        try:
+            env = constructor(**settings.kwargs)
+        except (TypeError, ValueError) as exc:
+            if not settings.kwargs or isinstance(exc, ConfigError):
+                raise
+            raise _kwargs_error(settings, exc) from exc
+        if settings.max_episode_steps is not None:
+            env = TimeLimit(env, settings.max_episode_steps)
+        for wrap in wrappers:
+            env = wrap(env)
+        return env
 
     return make
 
