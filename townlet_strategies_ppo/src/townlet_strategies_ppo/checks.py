@@ -134,7 +134,8 @@ def _environment_spaces(config: PPOConfig) -> tuple[dict[str, tuple[int, ...]], 
     except EnvSettingsError as exc:
         raise exc.at("ppo.") from exc
     except ConfigError as exc:
-        raise ConfigError(f"ppo.env: {exc}") from exc
+        field = "ppo.env with ppo.wrappers" if config.wrappers else "ppo.env"
+        raise ConfigError(f"{field}: {exc}") from exc
 
 
 def physical_memory() -> int | None:
