@@ -288,7 +288,13 @@ def test_ppo_trains_and_evaluates_with_the_wrappers_it_was_given(
     code, _out, err = townlet_in_tmp("train", "-q", "-c", str(config), "--run-dir", "run")
     assert code == 0, err
     checkpoint = tmp_path / "run" / "checkpoint"
-    assert read_info(checkpoint).observation.features_dim == 16
+    info = read_info(checkpoint)
+    assert info.observation.features_dim == 16
+    recorded = info.extra["env_settings"]  # as data, for evaluate to quote
+    assert [w["wrapper"] for w in recorded["wrappers"]] == [
+        FRAME_STACK["wrapper"],
+        FLATTEN["wrapper"],
+    ]
 
     # evaluation builds the same env only when told to: the checkpoint's wrappers are not
     # taken from it
@@ -299,6 +305,7 @@ def test_ppo_trains_and_evaluates_with_the_wrappers_it_was_given(
     assert json.loads(out)["episodes"] == 2
     code, _out, err = townlet_in_tmp("evaluate", str(checkpoint), "--episodes", "2")
     assert code == 2 and "does not fit" in err
+    assert FRAME_STACK["wrapper"] in err  # the recorded settings, quoted for the user to pass
 
 
 def test_evaluate_never_imports_a_wrapper_only_a_checkpoint_names(

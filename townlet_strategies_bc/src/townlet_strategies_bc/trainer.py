@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from townlet_core.data.validation import DatasetSummary
 from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.capture import capture
 from townlet_core.envs.evaluation import evaluate_policy
+from townlet_core.envs.settings import RECORDED_KEY
 from townlet_core.errors import TrainingDivergedError
 from townlet_core.nn import (
     PolicyNetwork,
@@ -492,6 +494,15 @@ def _check_divergence(
     )
 
 
+def _recorded_settings(config: BCConfig) -> dict[str, Any] | None:
+    """The evaluation env's kwargs and wrappers, recorded in the checkpoint as data (for
+    `townlet evaluate` to quote; never imported from there)."""
+    settings = config.eval_env_settings()
+    if settings is None or settings.plain:
+        return None
+    return {RECORDED_KEY: settings.as_data()}
+
+
 def train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     """Run behaviour cloning as configured and return its result (see the module doc)."""
     with torch_threads(config.torch_threads):
@@ -547,6 +558,7 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         },
         action_lookup=lookup if isinstance(lookup, dict) else None,
         env_id=eval_env,
+        extra=_recorded_settings(config),
     )
     evaluation = None
     if eval_env is not None:

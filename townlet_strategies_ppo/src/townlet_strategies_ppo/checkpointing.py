@@ -32,6 +32,7 @@ from typing import Any
 
 from townlet_core import TrainingContext, atomic_write_json
 from townlet_core.checkpoints import INFO_FILE, STATE_FILE, WEIGHTS_FILE
+from townlet_core.envs.settings import RECORDED_KEY, EnvSettings
 from townlet_core.nn import PolicyNetwork, save_checkpoint
 
 PERIODIC_DIR = "checkpoints"
@@ -55,10 +56,23 @@ PERIODIC_FILES = (INFO_FILE, WEIGHTS_FILE, STATE_FILE)
 class Checkpoints:
     """Periodic (rotated), final and best checkpoints of one run."""
 
-    def __init__(self, context: TrainingContext, keep: int, env_id: str | None) -> None:
+    def __init__(
+        self,
+        context: TrainingContext,
+        keep: int,
+        env_id: str | None,
+        env_settings: EnvSettings | None = None,
+    ) -> None:
+        """`env_settings` (kwargs, wrappers) are recorded in every checkpoint as data, for
+        `townlet evaluate` to quote; nothing ever imports them from there."""
         self.context = context
         self.keep = keep
         self.env_id = env_id
+        self.extra = (
+            {RECORDED_KEY: env_settings.as_data()}
+            if env_settings is not None and not env_settings.plain
+            else None
+        )
         self.folder = context.run_dir / PERIODIC_DIR
 
     def _warn(self, message: str) -> None:
@@ -80,6 +94,7 @@ class Checkpoints:
             metrics=metrics,
             env_id=self.env_id,
             training_state=training_state,
+            extra=self.extra,
         )
         return path
 

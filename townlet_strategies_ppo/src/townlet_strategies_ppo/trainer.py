@@ -93,7 +93,8 @@ class PPOTrainer:
             self.total_updates = max(
                 1, config.total_timesteps // (config.num_envs * config.num_steps)
             )
-        self.checkpoints = Checkpoints(context, config.keep_checkpoints, self.env_id)
+        settings = config.env_settings() if self.env_id is not None else None
+        self.checkpoints = Checkpoints(context, config.keep_checkpoints, self.env_id, settings)
         self.resumes = resume.Resumes(context, self.checkpoints)
         self.resume_point = self.resumes.point() if context.resume else None
         self.network = self._network(observation, action_dim)
