@@ -212,28 +212,6 @@ def test_malformed_dataset_id_is_explained(minari_root, tmp_path):
         import_minari("no version", tmp_path / "out", data_path=minari_root)
 
 
-def test_continuous_action_dataset_is_refused(minari_root, tmp_path):
-    from gymnasium import spaces
-    from minari.data_collector import EpisodeBuffer
-
-    buffer = EpisodeBuffer(
-        observations=np.zeros((3, 2), dtype=np.float32),
-        actions=np.zeros((2, 1), dtype=np.float32),
-        rewards=np.zeros(2),
-        terminations=np.array([False, True]),
-        truncations=np.zeros(2, dtype=bool),
-    )
-    _create(
-        "pendulum/continuous-v0",
-        [buffer],
-        observation_space=spaces.Box(-1, 1, shape=(2,)),
-        action_space=spaces.Box(-1, 1, shape=(1,)),
-    )
-    with pytest.raises(DataError, match="only discrete-action datasets"):
-        import_minari("pendulum/continuous-v0", tmp_path / "out", data_path=minari_root)
-    assert not (tmp_path / "out").exists()
-
-
 # ------------------------------------------------------------------------------ export
 
 
