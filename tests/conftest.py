@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,33 @@ def townlet_in_tmp(
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def train_bc(townlet_registry: StrategyRegistry, townlet_train: Any) -> Any:
+    """`train_bc(config_section, seed=0, name="run", ...)` runs bc (the kit's `townlet_train`
+    over just that plugin) into tmp_path/name and returns its result DTO."""
+    import townlet_strategies_bc.plugin
+    from townlet_core.dto import BCTrainingResultDTO
+
+    townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
+
+    def run(section: dict[str, Any], **kwargs: Any) -> BCTrainingResultDTO:
+        result = townlet_train("bc", section, **kwargs)
+        assert isinstance(result, BCTrainingResultDTO)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def ppo_registry(townlet_registry: StrategyRegistry) -> StrategyRegistry:
+    """The kit's registry with ppo and bc (for warm starts); `townlet_train` runs over it."""
+    import townlet_strategies_bc.plugin
+    import townlet_strategies_ppo.plugin
+
+    townlet_registry.add_plugin(
+        townlet_strategies_ppo.plugin, distribution="townlet-strategies-ppo"
+    )
+    townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
+    return townlet_registry

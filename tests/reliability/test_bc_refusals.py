@@ -16,25 +16,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-import townlet_strategies_bc.plugin
-from townlet_core import StrategyRegistry
-from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.errors import ConfigError, DataError, TrainingDivergedError
 from townlet_strategies_bc.trainer import DIVERGENCE_FACTOR, DIVERGENCE_MARGIN, first_diverged
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "townlet"
-
-
-@pytest.fixture
-def train_bc(townlet_registry: StrategyRegistry, townlet_train: Any) -> Any:
-    townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
-
-    def run(section: dict[str, Any], **kwargs: Any) -> BCTrainingResultDTO:
-        result = townlet_train("bc", section, **kwargs)
-        assert isinstance(result, BCTrainingResultDTO)
-        return result
-
-    return run
 
 
 def _arrays(

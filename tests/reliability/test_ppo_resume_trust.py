@@ -20,8 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-import townlet_strategies_bc.plugin
-import townlet_strategies_ppo.plugin
 import townlet_strategies_ppo.trainer as trainer_module
 from townlet_core import Orchestrator, StrategyRegistry
 from townlet_core.errors import DataError
@@ -55,15 +53,6 @@ UNCOMPARABLE = {
     "artifacts",
     *TIMING_FIELDS,
 }
-
-
-@pytest.fixture
-def ppo_registry(townlet_registry: StrategyRegistry) -> StrategyRegistry:
-    townlet_registry.add_plugin(
-        townlet_strategies_ppo.plugin, distribution="townlet-strategies-ppo"
-    )
-    townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
-    return townlet_registry
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-import townlet_strategies_bc.plugin
-import townlet_strategies_ppo.plugin
 from townlet_core import StrategyRegistry
 from townlet_core.dto import PPOTrainingResultDTO
 
@@ -27,16 +25,6 @@ QUICK: dict[str, Any] = {
     "checkpoint_every": 1,
     "max_episode_steps": 60,
 }
-
-
-@pytest.fixture
-def ppo_registry(townlet_registry: StrategyRegistry) -> StrategyRegistry:
-    """The kit's registry with ppo and bc; `townlet_orchestrator` runs over it."""
-    townlet_registry.add_plugin(
-        townlet_strategies_ppo.plugin, distribution="townlet-strategies-ppo"
-    )
-    townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
-    return townlet_registry
 
 
 @pytest.fixture
