@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("torch")
 
 from townlet_core.errors import ConfigError, DataError, TrainingDivergedError
-from townlet_strategies_bc.trainer import DIVERGENCE_FACTOR, DIVERGENCE_MARGIN, first_diverged
+from townlet_strategies_bc.divergence import DIVERGENCE_FACTOR, DIVERGENCE_MARGIN, first_diverged
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "townlet"
 

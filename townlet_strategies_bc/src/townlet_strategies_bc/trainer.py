@@ -13,7 +13,7 @@ dataset (see `StreamedSplit` for what each pass costs and how it shuffles).
 
 The data was checked in `prepare` (`checks.py`) before the run directory existed; the run
 records what it trained on, and which rule found each listed file, in `dataset.json`. A
-diverging loss stops the run (`first_diverged` says when) with TrainingDivergedError.
+diverging loss stops the run (`divergence.py` says when) with TrainingDivergedError.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.capture import capture
 from townlet_core.envs.evaluation import evaluate_policy
 from townlet_core.envs.settings import RECORDED_KEY
-from townlet_core.errors import TrainingDivergedError
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,
@@ -51,6 +50,7 @@ from townlet_core.nn import (
     torch_threads,
 )
 from townlet_strategies_bc.config import BCConfig
+from townlet_strategies_bc.divergence import LossTrace, check_divergence
 
 CHECKPOINT_DIR = "checkpoint"
 DEMONSTRATIONS_DIR = "demonstrations"
@@ -65,16 +65,6 @@ TRAIN_ACCURACY_SAMPLE = 4096  # evaluation episodes never replay the captured on
 STREAM_SHUFFLE_BUFFER = 8192
 #: Transitions per forward pass when scoring a split (and per read when streaming one).
 SCORE_BATCH = 8192
-#: Divergence: a mini-batch loss above DIVERGENCE_FACTOR x the run's first mini-batch loss
-#: + DIVERGENCE_MARGIN nats (or NaN/inf) stops the run. A healthy cross-entropy starts
-#: near ln(actions) and falls; a batch mean of 100 nats above that means the demonstrated
-#: actions get probability below e^-100 on average, which only exploding weights produce.
-#: The margin keeps a warm start that already fits (first loss near 0) from tripping on
-#: ordinary noise.
-DIVERGENCE_FACTOR = 100.0
-DIVERGENCE_MARGIN = 100.0
-#: Per-batch losses kept as tensors are stacked this many at a time (bounded memory).
-_LOSS_CHUNK = 1024
 
 
 @dataclass
@@ -100,48 +90,6 @@ class Split:
         """The split in order, `size` transitions at a time (views, no copies)."""
         for start in range(0, self.size, size):
             yield self.rows(slice(start, start + size))
-
-
-def first_diverged(losses: np.ndarray, reference: float) -> int | None:
-    """Index of the first mini-batch loss that is NaN/inf or above the divergence limit
-    (DIVERGENCE_FACTOR x `reference` + DIVERGENCE_MARGIN), or None when all are healthy."""
-    limit = DIVERGENCE_FACTOR * reference + DIVERGENCE_MARGIN
-    bad = ~np.isfinite(losses) | (losses > limit)
-    return int(np.argmax(bad)) if bad.any() else None
-
-
-class LossTrace:
-    """The mini-batch losses of one epoch, kept on the device without a sync per step.
-
-    Converting each step's loss to a Python number costs a few percent of a small
-    network's step; instead the detached losses are stacked a chunk at a time and read
-    once at the end of the epoch, for the mean and the divergence check.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[torch.Tensor] = []
-        self._chunks: list[torch.Tensor] = []
-        self._sizes: list[int] = []
-
-    def add(self, loss: torch.Tensor, size: int) -> None:
-        self._pending.append(loss)
-        self._sizes.append(size)
-        if len(self._pending) == _LOSS_CHUNK:
-            self._chunks.append(torch.stack(self._pending))
-            self._pending = []
-
-    def losses(self) -> np.ndarray:
-        """Every batch's mean loss, in order (float64)."""
-        if self._pending:
-            self._chunks.append(torch.stack(self._pending))
-            self._pending = []
-        if not self._chunks:
-            return np.zeros(0)
-        return torch.cat(self._chunks).double().cpu().numpy()
-
-    def mean(self, losses: np.ndarray) -> float:
-        """The sample-weighted mean of `losses` (from `losses()`)."""
-        return float(np.dot(losses, np.asarray(self._sizes, dtype=np.float64)) / sum(self._sizes))
 
 
 @dataclass
@@ -425,7 +373,7 @@ def _fit(
     optimizer = make_optimizer(network, config.learning_rate, config.weight_decay)
     best_state = copy.deepcopy(network.state_dict())
     best_val, stale, epochs_run = math.inf, 0, 0
-    reference: float | None = None  # the run's first mini-batch loss (see first_diverged)
+    reference: float | None = None  # the run's first mini-batch loss (see divergence.py)
     # Training accuracy after each epoch, on a fixed sample of the training split: cheaper
     # than counting correct predictions at every step, and measured like validation.
     sample_split = _sample(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
@@ -444,7 +392,7 @@ def _fit(
             losses = trace.losses()
             if reference is None:
                 reference = float(losses[0])
-            _check_divergence(losses, reference, epoch + 1, source, lr)
+            check_divergence(losses, reference, epoch + 1, source, lr)
             loss = trace.mean(losses)
             _sample_loss, accuracy = _score(network, sample_split)
             seconds = time.perf_counter() - started
@@ -476,22 +424,6 @@ def _fit(
     if val_split is not None and config.early_stopping_patience is not None:
         network.load_state_dict(best_state)
     return epochs_run
-
-
-def _check_divergence(
-    losses: np.ndarray, reference: float, epoch: int, source: Path, lr: float
-) -> None:
-    """Stop with TrainingDivergedError at the first diverged mini-batch of `epoch`."""
-    bad = first_diverged(losses, reference)
-    if bad is None:
-        return
-    limit = DIVERGENCE_FACTOR * reference + DIVERGENCE_MARGIN
-    raise TrainingDivergedError(
-        f"behaviour cloning diverged on {source} at epoch {epoch}, batch {bad + 1} of "
-        f"{len(losses)}: loss {losses[bad]:.4g} (the first batch's was {reference:.4g}; a "
-        f"loss is diverged when NaN, infinite or above {limit:.4g}); stopped before saving a "
-        f"checkpoint. Lower bc.learning_rate (now {lr:g}) or check the data"
-    )
 
 
 def _recorded_settings(config: BCConfig) -> dict[str, Any] | None:
