@@ -171,21 +171,19 @@ class PromotionLedger:
 
     def _failure(self, exc: sqlite3.OperationalError) -> DataError:
         """SQLite's operational errors in words, each with what to do; nothing was changed."""
-        text = str(exc).lower()
+        text, path = str(exc).lower(), self.path
         if "full" in text:
-            what = "no space left on device at {path}; free space and record it again"
+            what = f"no space left on device at {path}; free space and record it again"
         elif "locked" in text or "busy" in text:
             what = (
-                f"{{path}} stayed locked by another process for {LOCK_TIMEOUT_S:.0f} s; "
+                f"{path} stayed locked by another process for {LOCK_TIMEOUT_S:.0f} s; "
                 "try again once it has finished"
             )
         elif "readonly" in text or "unable to open" in text:
-            what = "{path} cannot be written (" + str(exc) + "); fix its permissions or location"
+            what = f"{path} cannot be written ({exc}); fix its permissions or location"
         else:
-            what = "{path}: the ledger failed (" + str(exc) + ")"
-        return DataError(
-            what.format(path=self.path) + "; the ledger is unchanged (it records all or nothing)"
-        )
+            what = f"{path}: the ledger failed ({exc})"
+        return DataError(f"{what}; the ledger is unchanged (it records all or nothing)")
 
     @staticmethod
     def check_location(path: Path) -> None:

@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from townlet_core.data.validation import DatasetSummary
 from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.capture import capture
 from townlet_core.envs.evaluation import evaluate_policy
-from townlet_core.envs.settings import RECORDED_KEY
+from townlet_core.envs.settings import checkpoint_record
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,
@@ -426,15 +425,6 @@ def _fit(
     return epochs_run
 
 
-def _recorded_settings(config: BCConfig) -> dict[str, Any] | None:
-    """The evaluation env's kwargs and wrappers, recorded in the checkpoint as data (for
-    `townlet evaluate` to quote; never imported from there)."""
-    settings = config.eval_env_settings()
-    if settings is None or settings.plain:
-        return None
-    return {RECORDED_KEY: settings.as_data()}
-
-
 def train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     """Run behaviour cloning as configured and return its result (see the module doc)."""
     with torch_threads(config.torch_threads):
@@ -490,7 +480,7 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         },
         action_lookup=lookup if isinstance(lookup, dict) else None,
         env_id=eval_env,
-        extra=_recorded_settings(config),
+        extra=checkpoint_record(config.eval_env_settings()),
     )
     evaluation = None
     if eval_env is not None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from townlet_core import TrainingContext, atomic_write_json
 from townlet_core.checkpoints import INFO_FILE, STATE_FILE, WEIGHTS_FILE
-from townlet_core.envs.settings import RECORDED_KEY, EnvSettings
+from townlet_core.envs.settings import EnvSettings, checkpoint_record
 from townlet_core.nn import PolicyNetwork, save_checkpoint
 
 PERIODIC_DIR = "checkpoints"
@@ -68,11 +68,7 @@ class Checkpoints:
         self.context = context
         self.keep = keep
         self.env_id = env_id
-        self.extra = (
-            {RECORDED_KEY: env_settings.as_data()}
-            if env_settings is not None and not env_settings.plain
-            else None
-        )
+        self.extra = checkpoint_record(env_settings)
         self.folder = context.run_dir / PERIODIC_DIR
 
     def _warn(self, message: str) -> None:

@@ -1,4 +1,4 @@
-"""`prepare`: what PPO checks before anything is written (torch-free unless a GPU is asked).
+"""`prepare`: what PPO checks before anything is written (torch-free).
 
 Everything that would otherwise fail after the run directory exists, or never, is refused
 here by name: a device that is not on this machine, an environment id nobody registered, a
@@ -39,12 +39,9 @@ GIB = 2**30
 
 
 def prepare(context: TrainingContext, config: PPOConfig) -> None:
-    """Fail before anything is written when the device, the environment, the data or a
-    start checkpoint is unusable, or the run's memory cannot fit this machine."""
-    if context.device not in ("auto", "cpu"):
-        from townlet_core.nn.device import check_device_available  # torch: a GPU was asked
-
-        check_device_available(context.device)
+    """Fail before anything is written when the environment, the data or a start
+    checkpoint is unusable, or the run's memory cannot fit this machine (the device was
+    checked before, for every torch strategy: `execution.check_device`)."""
     starts = _start_checkpoints(context, config)
     if not context.resume:
         _check_network_matches(config, starts)

@@ -189,6 +189,14 @@ RECORDED_KEY = "env_settings"
 RECORDED_SHOWN_CHARS = 400
 
 
+def checkpoint_record(settings: EnvSettings | None) -> dict[str, Any] | None:
+    """What a checkpoint's `extra` records of the settings it was trained with (kwargs,
+    wrappers), as data for `recorded_hint` to quote; None when there is nothing to say."""
+    if settings is None or settings.plain:
+        return None
+    return {RECORDED_KEY: settings.as_data()}
+
+
 def recorded_hint(extra: Mapping[str, Any], used: EnvSettings) -> str:
     """A sentence naming the env kwargs and wrappers a checkpoint says it was trained with,
     when they differ from `used`; empty otherwise.
@@ -279,6 +287,7 @@ __all__ = [
     "EnvSettings",
     "EnvSettingsError",
     "WrapperSpec",
+    "checkpoint_record",
     "parse_env_kwargs",
     "parse_wrapper",
     "recorded_hint",

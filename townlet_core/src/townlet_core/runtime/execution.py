@@ -11,8 +11,8 @@ state the other files contradict. Ctrl-C or SIGTERM during the commit waits for 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,18 +58,12 @@ class RunServices:
         if strategy not in self.states:
             base = self.store.load(strategy)
             self.loaded[strategy] = base
-            self.states[strategy] = _deep_copy(base)
+            self.states[strategy] = copy.deepcopy(base)
         return self.states[strategy]
 
     def save_states(self) -> None:
         for namespace, value in self.states.items():
             self.store.merge(namespace, self.loaded.get(namespace, {}), value)
-
-
-def _deep_copy(value: dict[str, Any]) -> dict[str, Any]:
-    import copy
-
-    return copy.deepcopy(value)
 
 
 def check_device(spec: StrategySpec, device: str) -> None:
@@ -129,19 +123,22 @@ def execute(
         resume=resume,
     )
     _guarded(spec, lambda: loaded.strategy.prepare(context, section))
-    with ExitStack() as held:
-        directory = RunDirectory(path) if resume else RunDirectory.create(path)
-        if parent is None and not resume:
-            held.enter_context(directory.lock().held())
-            if any(p.name != LOCK_FILE for p in path.iterdir()):  # another run got there first
-                raise RunDirectoryError(directory.occupied_message())
+    directory = RunDirectory(path) if resume else RunDirectory.create(path)
+    lock = directory.lock() if parent is None and not resume else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if lock is not None and any(p.name != LOCK_FILE for p in path.iterdir()):
+            raise RunDirectoryError(directory.occupied_message())  # another run got there first
         if parent is None:
             verb = "resuming" if resume else "running"
             services.log(f"townlet: {verb} '{spec.name}' in {path} (seed {seed})")
         _start(directory, spec, snapshot, resume)
         result = _run(loaded, context, section, directory, sink)
         return _commit(loaded, context, section, result, directory, services)
-    raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def build_context(

@@ -156,26 +156,23 @@ def _count_lines(path: Path) -> int:
 
 
 def _torn_tail_size(path: Path) -> int:
-    """Bytes at the end of `path` that are not a complete JSON line (0 when none)."""
+    """Bytes at the end of `path` that are not a complete JSON line (0 when none): text after
+    the last newline, or a last line that does not parse (zero bytes from a power loss)."""
     size = path.stat().st_size
-    if size == 0:
-        return 0
+    block = min(size, 1 << 20)
     with path.open("rb") as handle:
-        block = min(size, 1 << 20)
         handle.seek(size - block)
         tail = handle.read(block)
-    if not tail.endswith(b"\n"):
-        cut = tail.rfind(b"\n")
-        if cut == -1 and block < size:  # a single line longer than 1 MiB: leave it alone
-            return 0
-        return len(tail) - (cut + 1)
-    cut = tail.rfind(b"\n", 0, len(tail) - 1)
-    last = tail[cut + 1 :]
-    if cut == -1 and block < size:
+    complete = tail.endswith(b"\n")
+    cut = tail.rfind(b"\n", 0, len(tail) - 1 if complete else len(tail))
+    if cut == -1 and block < size:  # a last line longer than 1 MiB: leave it alone
         return 0
+    last = tail[cut + 1 :]
+    if not complete:
+        return len(last)
     try:
         json.loads(last)
-    except ValueError:  # e.g. a line of zero bytes from a power loss
+    except ValueError:
         return len(last)
     return 0
 

@@ -71,6 +71,7 @@ class Orchestrator:
         check_device(loaded[name].spec, run_config.run.device)
         settings = run_config.run
         path = RunDirectory.choose(settings.run_dir, runs_root=settings.runs_root, strategy=name)
+        check_output_location(path.parent, "the run directory's parent folder")
         providers = {n: (s.distribution, s.version) for n, s in loaded.items()}
         snapshot = run_snapshot(run_config, providers)
         return self._run_top(loaded[name], run_config, path, snapshot=snapshot)

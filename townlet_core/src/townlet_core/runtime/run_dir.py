@@ -88,7 +88,6 @@ class RunDirectory:
                 raise RunDirectoryError(f"run directory {path} exists and is not a directory")
             if any(p.name != LOCK_FILE for p in path.iterdir()):
                 raise RunDirectoryError(RunDirectory(path).occupied_message())
-        check_output_location(path.parent, "the run directory's parent folder")
         return path
 
     def occupied_message(self) -> str:
