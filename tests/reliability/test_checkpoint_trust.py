@@ -14,6 +14,7 @@ import torch
 from pydantic import ValidationError
 
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
+from townlet_core.data.action_space import ActionSpace
 from townlet_core.errors import DataError
 from townlet_core.nn import checkpoint as nn_checkpoint
 from townlet_core.nn.checkpoint import load_checkpoint, save_checkpoint
@@ -170,7 +171,7 @@ def test_a_format_version_that_is_not_an_integer_names_the_file_and_field(tmp_pa
         load_checkpoint(folder)
     assert str(info.value) == (
         f"{folder / 'checkpoint.json'}: invalid checkpoint description: format_version must "
-        f"be an integer (this townlet-core reads version 1), got {json.dumps(version)}"
+        f"be an integer (this townlet-core reads versions 1 to 2), got {json.dumps(version)}"
     )
 
 
@@ -218,13 +219,17 @@ def no_real_network(monkeypatch: pytest.MonkeyPatch) -> list[NetworkSpec]:
 
     class Guarded(PolicyNetwork):
         def __init__(
-            self, spec: NetworkSpec, observation: ObservationSpec, action_dim: int
+            self,
+            spec: NetworkSpec,
+            observation: ObservationSpec,
+            action_dim: int,
+            action_space: ActionSpace | None = None,
         ) -> None:
             if torch.empty(0).device.type != "meta":
                 built.append(spec)
                 if (spec.hidden_sizes, observation) != ((8,), CARTPOLE):
                     raise AssertionError(f"allocated a network for {spec}, {observation}")
-            super().__init__(spec, observation, action_dim)
+            super().__init__(spec, observation, action_dim, action_space)
 
     monkeypatch.setattr(nn_checkpoint, "PolicyNetwork", Guarded)
     return built

@@ -18,15 +18,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from townlet_core.data.action_space import DISCRETE, ActionSpace, space_from_dict
 from townlet_core.errors import ConfigError, DataError
 
 INFO_FILE = "checkpoint.json"
 WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "state.pt"
 FORMAT: Literal["townlet-checkpoint"] = "townlet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Version 2 added `action_space`, `action_mapping` and the network's normalisation and
+#: `log_std_init`; a checkpoint using none of them is still written as version 1, so a
+#: discrete policy stays readable by a townlet-core that predates them.
+FIRST_FORMAT_VERSION = 1
 
 #: The widest layer a `NetworkSpec` may declare, and the most hidden layers. Far above any
 #: network these strategies train (64 to 256 wide), low enough that a typo or an edited
@@ -66,6 +71,22 @@ class NetworkSpec(BaseModel):
         description="One hidden stack for actor and critic (as the original Townlet network) "
         "instead of two separate ones.",
     )
+    normalize_observations: bool = Field(
+        False,
+        description="Normalise the features by their running mean and variance (kept in the "
+        "weights file, updated while training, frozen for evaluation and capture).",
+    )
+    log_std_init: float = Field(
+        0.0,
+        ge=-20.0,
+        le=2.0,
+        description="Initial log standard deviation of a continuous (Box) policy; unused for "
+        "other action spaces.",
+    )
+
+    def uses_version_2(self) -> bool:
+        """Whether describing this network needs checkpoint format version 2."""
+        return self.normalize_observations or self.log_std_init != 0.0
 
 
 class ObservationSpec(BaseModel):
@@ -107,6 +128,11 @@ class CheckpointInfo(BaseModel):
     network: NetworkSpec
     observation: ObservationSpec
     action_dim: int = Field(ge=1)
+    #: The action space (`ActionSpace.as_dict`); absent means Discrete(action_dim), which
+    #: is what every checkpoint before version 2 holds.
+    action_space: dict[str, Any] | None = None
+    #: How a sampled Box action reaches the env (see `townlet_core.envs.spaces`).
+    action_mapping: Literal["clip", "squash"] = "clip"
     action_lookup: dict[str, int] | None = None
     env_id: str | None = None
     producer: Producer
@@ -117,6 +143,30 @@ class CheckpointInfo(BaseModel):
     parameters: int = Field(ge=0)
     has_training_state: bool = False
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("action_space")
+    @classmethod
+    def _valid_space(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                space_from_dict(value)
+            except DataError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _space_fits_dim(self) -> CheckpointInfo:
+        if self.action_space is not None and self.space().count != self.action_dim:
+            raise ValueError(
+                f"action_dim {self.action_dim} does not fit action_space {self.action_space}"
+            )
+        return self
+
+    def space(self) -> ActionSpace:
+        """The action space this policy acts in."""
+        if self.action_space is None:
+            return ActionSpace(DISCRETE, (), n=self.action_dim)
+        return space_from_dict(self.action_space)
 
 
 def checkpoint_dir(path: Path | str) -> Path:
@@ -160,8 +210,8 @@ def _check_version(info_path: Path, data: object) -> None:
     version = data.get("format_version", FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int):
         raise DataError(
-            f"{invalid}: format_version must be an integer (this townlet-core reads version "
-            f"{FORMAT_VERSION}), got {json.dumps(version)}"
+            f"{invalid}: format_version must be an integer (this townlet-core reads versions "
+            f"{FIRST_FORMAT_VERSION} to {FORMAT_VERSION}), got {json.dumps(version)}"
         )
     if version > FORMAT_VERSION:
         raise DataError(
@@ -195,8 +245,15 @@ def recorded_env_id(path: Path | str, info: CheckpointInfo) -> str:
     return env_id
 
 
-def mismatches(info: CheckpointInfo, observation: ObservationSpec, action_dim: int) -> list[str]:
-    """How a checkpoint differs from the observations and actions it is asked to serve."""
+def mismatches(
+    info: CheckpointInfo,
+    observation: ObservationSpec,
+    action_dim: int,
+    action_space: ActionSpace | None = None,
+) -> list[str]:
+    """How a checkpoint differs from the observations and actions it is asked to serve
+    (`action_space`, when given, is compared by kind and shape, and nvec; Box bounds may
+    differ, since actions are clipped or squashed into the env's own)."""
     problems = []
     expected = info.observation
     if expected.features_dim != observation.features_dim:
@@ -209,7 +266,17 @@ def mismatches(info: CheckpointInfo, observation: ObservationSpec, action_dim: i
             f"map: checkpoint reads {expected.map_shape or 'no map'}, the data has "
             f"{observation.map_shape or 'no map'}"
         )
-    if info.action_dim != action_dim:
+    recorded = info.space()
+    if action_space is not None and (
+        recorded.kind != action_space.kind
+        or recorded.shape != action_space.shape
+        or (recorded.nvec is not None and recorded.nvec != action_space.nvec)
+    ):
+        problems.append(
+            f"actions: checkpoint acts in {recorded.describe()}, the data has "
+            f"{action_space.describe()}"
+        )
+    elif info.action_dim != action_dim:
         problems.append(f"actions: checkpoint has {info.action_dim}, the data needs {action_dim}")
     if (
         expected.feature_names
@@ -228,10 +295,14 @@ def mismatches(info: CheckpointInfo, observation: ObservationSpec, action_dim: i
 
 
 def check_compatible(
-    path: Path | str, info: CheckpointInfo, observation: ObservationSpec, action_dim: int
+    path: Path | str,
+    info: CheckpointInfo,
+    observation: ObservationSpec,
+    action_dim: int,
+    action_space: ActionSpace | None = None,
 ) -> None:
     """Raise DataError listing every difference if the checkpoint cannot serve this data."""
-    problems = mismatches(info, observation, action_dim)
+    problems = mismatches(info, observation, action_dim, action_space)
     if problems:
         raise DataError(
             f"{checkpoint_dir(path)}: checkpoint does not fit ({'; '.join(problems)}); use a "

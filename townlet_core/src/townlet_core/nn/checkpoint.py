@@ -26,6 +26,8 @@ from safetensors.torch import load_file, save_file
 from townlet_core.__about__ import __version__
 from townlet_core.atomic import atomic_write_json
 from townlet_core.checkpoints import (
+    FIRST_FORMAT_VERSION,
+    FORMAT_VERSION,
     INFO_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
@@ -36,6 +38,7 @@ from townlet_core.checkpoints import (
     checkpoint_dir,
     read_info,
 )
+from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.errors import DataError
 from townlet_core.nn.network import PolicyNetwork
 from townlet_core.runtime.run_dir import utc_now
@@ -66,10 +69,13 @@ def save_checkpoint(
     env_id: str | None = None,
     training_state: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    action_mapping: str = "clip",
 ) -> CheckpointInfo:
     """Write `network` (and optionally a resumable training state) as a checkpoint folder.
 
-    `path` must not exist yet: checkpoints are never overwritten in place.
+    `path` must not exist yet: checkpoints are never overwritten in place. The action space
+    comes from the network; `action_mapping` says how its Box actions reach the env. A
+    checkpoint that needs nothing of format version 2 is written as version 1.
     """
     if path.exists():
         raise DataError(
@@ -86,10 +92,16 @@ def save_checkpoint(
         if training_state is not None:
             torch.save(dict(training_state), staging / STATE_FILE)
             _fsync(staging / STATE_FILE)
+        space = network.action_space
+        discrete = space.kind == DISCRETE
+        newer = not discrete or action_mapping != "clip" or network.spec.uses_version_2()
         info = CheckpointInfo(
+            format_version=FORMAT_VERSION if newer else FIRST_FORMAT_VERSION,
             network=network.spec,
             observation=network.observation,
             action_dim=network.action_dim,
+            action_space=None if discrete else space.as_dict(),
+            action_mapping="squash" if action_mapping == "squash" else "clip",
             action_lookup=dict(action_lookup) if action_lookup else None,
             env_id=env_id,
             producer=Producer(
@@ -126,16 +138,17 @@ def load_checkpoint(
     device: torch.device | str = "cpu",
     observation: ObservationSpec | None = None,
     action_dim: int | None = None,
+    action_space: ActionSpace | None = None,
 ) -> tuple[PolicyNetwork, CheckpointInfo]:
     """Rebuild the network of a checkpoint and load its weights.
 
-    With `observation` and `action_dim`, first check that the checkpoint serves them, and
-    list every difference if it does not.
+    With `observation` and `action_dim` (and optionally `action_space`), first check that
+    the checkpoint serves them, and list every difference if it does not.
     """
     folder = checkpoint_dir(path)
     info = read_info(folder)
     if observation is not None and action_dim is not None:
-        check_compatible(folder, info, observation, action_dim)
+        check_compatible(folder, info, observation, action_dim, action_space)
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise DataError(f"{folder}: checkpoint has no {WEIGHTS_FILE}; re-create the checkpoint")
@@ -150,7 +163,7 @@ def load_checkpoint(
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{weights}: unreadable weights ({exc}); re-create the checkpoint") from exc
     _check_finite(weights, tensors)
-    network = PolicyNetwork(info.network, info.observation, info.action_dim)
+    network = PolicyNetwork(info.network, info.observation, info.action_dim, info.space())
     network.load_state_dict(tensors)
     return network.to(device), info
 
@@ -169,7 +182,7 @@ def _declared_shapes(info: CheckpointInfo) -> dict[str, tuple[int, ...]]:
     """The tensor shapes of the network `info` declares, built on the "meta" device: shapes
     without storage, so even an absurd declared width allocates nothing."""
     with torch.device("meta"):
-        network = PolicyNetwork(info.network, info.observation, info.action_dim)
+        network = PolicyNetwork(info.network, info.observation, info.action_dim, info.space())
     return {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
 
 

@@ -3,7 +3,10 @@
 Built from a `NetworkSpec` and the observation/action spaces, so a checkpoint's JSON is
 enough to rebuild it. Flat observations go straight into the actor and critic MLPs;
 Townlet's map + features go through a two-branch encoder first (map flattened, each branch
-one layer, concatenated). The actor ends in categorical logits, the critic in one value.
+one layer, concatenated). The actor ends in the parameters of the action space's
+distribution (`distributions.py`: logits, or a Gaussian's means), the critic in one value.
+With `normalize_observations` the features are normalised first, by running statistics
+the network holds as buffers (`normalize.py`).
 
 Separate actor and critic stacks are evaluated together (`TwinMLP`): each layer of both is
 one batched matmul over the pair, and one activation call. That halves the linear,
@@ -28,6 +31,9 @@ from torch import nn
 from torch.nn import functional
 
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
+from townlet_core.data.action_space import DISCRETE, ActionSpace
+from townlet_core.nn.distributions import ActionDistribution, distribution_for
+from townlet_core.nn.normalize import ObservationNormalizer
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -165,17 +171,35 @@ class Encoder(nn.Module):
 
 
 class PolicyNetwork(nn.Module):
-    """Actor-critic over one encoder: `forward` gives (logits, value).
+    """Actor-critic over one encoder: `forward` gives (distribution parameters, value).
 
     With `shared_trunk` one MLP (`actor_body`) feeds both heads; otherwise the actor and
     critic stacks are one `TwinMLP` (`bodies`), saved under their separate names.
+    `distribution` reads the policy head's outputs for the action space (no `action_space`:
+    Discrete(action_dim), as every network before other spaces existed). `action_dim` is
+    the number of actions of a Discrete space and the action width A of any other.
     """
 
-    def __init__(self, spec: NetworkSpec, observation: ObservationSpec, action_dim: int) -> None:
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        observation: ObservationSpec,
+        action_dim: int,
+        action_space: ActionSpace | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.observation = observation
-        self.action_dim = action_dim
+        self.action_space = action_space or ActionSpace(DISCRETE, (), n=action_dim)
+        self.action_dim = self.action_space.count
+        if self.action_dim != action_dim:
+            raise ValueError(f"action_dim {action_dim} does not fit {self.action_space}")
+        self.distribution: ActionDistribution = distribution_for(
+            self.action_space, spec.log_std_init
+        )
+        self.observation_normalizer = (
+            ObservationNormalizer(observation.features_dim) if spec.normalize_observations else None
+        )
         self.encoder = Encoder(observation, spec)
         width = self.encoder.output_dim
         self.actor_body: MLP | None = None
@@ -186,12 +210,14 @@ class PolicyNetwork(nn.Module):
         else:
             self.bodies = TwinMLP(width, spec.hidden_sizes, spec.activation)
             body_width = self.bodies.output_dim
-        self.policy_head = _linear(body_width, action_dim, 0.01)
+        self.policy_head = _linear(body_width, self.distribution.param_dim, 0.01)
         self.value_head = _linear(body_width, 1, 1.0)
         self.register_state_dict_post_hook(_split_bodies)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(_stack_bodies)  # type: ignore[no-untyped-call]
 
     def _encode(self, features: torch.Tensor, map_: torch.Tensor | None) -> torch.Tensor:
+        if self.observation_normalizer is not None:
+            features = self.observation_normalizer(features)
         return self.encoder(features, map_) if self.encoder.has_map else features
 
     def forward(
@@ -212,8 +238,8 @@ class PolicyNetwork(nn.Module):
         return self.actor_body.forward(encoded)
 
     def logits(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
-        """Action logits only (skips the critic: acting and behaviour cloning need no
-        values)."""
+        """The policy head's outputs only (logits, or a Gaussian's means): skips the critic,
+        since acting and behaviour cloning need no values."""
         return _head(self.policy_head, self._one(self._encode(features, map_), ACTOR))
 
     def value(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
@@ -262,10 +288,15 @@ def _stack_bodies(
 
 
 def build_network(
-    spec: NetworkSpec, observation: ObservationSpec, action_dim: int, *, seed: int
+    spec: NetworkSpec,
+    observation: ObservationSpec,
+    action_dim: int,
+    *,
+    seed: int,
+    action_space: ActionSpace | None = None,
 ) -> PolicyNetwork:
     """A freshly initialised network; the same seed gives the same weights, and the global
     torch RNG is left exactly as it was (no side effects on the caller)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PolicyNetwork(spec, observation, action_dim)
+        return PolicyNetwork(spec, observation, action_dim, action_space)

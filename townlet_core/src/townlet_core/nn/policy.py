@@ -9,12 +9,21 @@ import numpy as np
 import torch
 
 from townlet_core.envs.policies import Observation, PolicyOutput
+from townlet_core.envs.spaces import ActionMapping, env_actions
 from townlet_core.nn.checkpoint import load_checkpoint
 from townlet_core.nn.network import PolicyNetwork
 
 
 class TorchPolicy:
-    """Calls the network on a batch of observations: greedy (argmax) or sampled actions."""
+    """Calls the network on a batch of observations: greedy (argmax, or the Gaussian's mean)
+    or sampled actions, in the form the env takes (Box actions clipped or squashed into its
+    bounds, as `mapping` says; the log-probability is that of the action before).
+
+    `accepts_action_mask` tells capture and evaluation to pass the batch's mask, when the
+    environment gives one, as `action_mask=`: masked actions are never chosen.
+    """
+
+    accepts_action_mask = True
 
     def __init__(
         self,
@@ -23,18 +32,20 @@ class TorchPolicy:
         device: torch.device | str = "cpu",
         greedy: bool = True,
         seed: int = 0,
+        mapping: ActionMapping = "clip",
     ) -> None:
         self.network = network.to(device).eval()
         self.device = torch.device(device)
         self.greedy = greedy
+        self.mapping: ActionMapping = mapping
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @classmethod
     def from_checkpoint(
         cls, path: Path | str, *, device: str = "cpu", greedy: bool = True, seed: int = 0
     ) -> TorchPolicy:
-        network, _info = load_checkpoint(path, device=device)
-        return cls(network, device=device, greedy=greedy, seed=seed)
+        network, info = load_checkpoint(path, device=device)
+        return cls(network, device=device, greedy=greedy, seed=seed, mapping=info.action_mapping)
 
     def _tensors(self, observation: Observation) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(observation, Mapping):
@@ -51,17 +62,27 @@ class TorchPolicy:
         return features_t, map_t
 
     @torch.no_grad()
-    def __call__(self, observation: Observation) -> PolicyOutput:
+    def __call__(
+        self, observation: Observation, action_mask: np.ndarray | None = None
+    ) -> PolicyOutput:
         features, map_ = self._tensors(observation)
-        logits, values = self.network(features, map_)
-        log_probs = torch.log_softmax(logits, dim=-1)
+        params, values = self.network(features, map_)
+        distribution = self.network.distribution
+        mask = (
+            None
+            if action_mask is None
+            else torch.as_tensor(np.asarray(action_mask, dtype=bool), device=self.device)
+        )
         if self.greedy:
-            actions = logits.argmax(dim=-1)
+            actions = distribution.greedy(params, mask)
         else:
-            actions = torch.multinomial(log_probs.exp(), 1, generator=self._generator).squeeze(-1)
-        chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+            actions = distribution.sample(params, self._generator, mask)
+        log_probs = distribution.log_prob(params, actions, mask)
+        sampled = actions.cpu().numpy()
+        if sampled.dtype.kind in "iu":
+            sampled = sampled.astype(np.int64)
         return PolicyOutput(
-            actions=actions.cpu().numpy().astype(np.int64),
-            log_probs=chosen.cpu().numpy().astype(np.float32),
+            actions=env_actions(self.network.action_space, sampled, self.mapping),
+            log_probs=log_probs.cpu().numpy().astype(np.float32),
             values=values.cpu().numpy().astype(np.float32),
         )
