@@ -118,3 +118,19 @@ def ppo_registry(townlet_registry: StrategyRegistry) -> StrategyRegistry:
     )
     townlet_registry.add_plugin(townlet_strategies_bc.plugin, distribution="townlet-strategies-bc")
     return townlet_registry
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def spaces_envs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The tiny action-space environments of `tests/fixtures/spaces_envs.py`, importable as
+    `spaces_envs:Class` (in-process and, through PYTHONPATH, in subprocesses)."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(FIXTURES), os.environ.get("PYTHONPATH")]))
+    )
+    import spaces_envs
+
+    return spaces_envs
