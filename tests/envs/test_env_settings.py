@@ -207,7 +207,6 @@ def _refused(townlet: Townlet, tmp_path: Path, document: dict[str, object]) -> s
             "FrameStackObservation",
         ),
         ({"env_kwargs": {"bogus": True}}, "ppo.env_kwargs", "'bogus'"),
-        ({"wrappers": [FRAME_STACK]}, "ppo.env with ppo.wrappers", "(4, 4)"),
     ],
 )
 def test_ppo_refuses_bad_env_settings_before_the_run_directory(

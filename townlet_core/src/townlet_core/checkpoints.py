@@ -83,20 +83,57 @@ class NetworkSpec(BaseModel):
         description="Initial log standard deviation of a continuous (Box) policy; unused for "
         "other action spaces.",
     )
+    map_encoder: Literal["flatten", "cnn"] = Field(
+        "flatten",
+        description="How the map or image is encoded: flattened into one layer (the original "
+        "Townlet network) or by a convolutional network (cnn_* below).",
+    )
+    cnn_channels: tuple[LayerWidth, ...] = Field(
+        (32, 64, 64),
+        min_length=1,
+        max_length=8,
+        description="Output channels of each convolution (Nature DQN: 32, 64, 64).",
+    )
+    cnn_kernels: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
+        (8, 4, 3), min_length=1, max_length=8, description="Kernel size of each convolution."
+    )
+    cnn_strides: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
+        (4, 2, 1), min_length=1, max_length=8, description="Stride of each convolution."
+    )
+
+    @model_validator(mode="after")
+    def _one_size_per_convolution(self) -> NetworkSpec:
+        lengths = {len(self.cnn_channels), len(self.cnn_kernels), len(self.cnn_strides)}
+        if len(lengths) != 1:
+            raise ValueError(
+                "cnn_channels, cnn_kernels and cnn_strides need one entry per convolution, "
+                f"got {list(self.cnn_channels)}, {list(self.cnn_kernels)}, "
+                f"{list(self.cnn_strides)}"
+            )
+        return self
 
     def uses_version_2(self) -> bool:
         """Whether describing this network needs checkpoint format version 2."""
-        return self.normalize_observations or self.log_std_init != 0.0
+        return (
+            self.normalize_observations or self.log_std_init != 0.0 or self.map_encoder != "flatten"
+        )
 
 
 class ObservationSpec(BaseModel):
-    """What the network reads: a flat feature vector, and optionally a (C, H, W) map."""
+    """What the network reads: a flat feature vector, and optionally a (C, H, W) map (an
+    image alone has no features: `features_dim` 0)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features_dim: int = Field(ge=1)
+    features_dim: int = Field(ge=0)
     map_shape: tuple[int, int, int] | None = None
     feature_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _reads_something(self) -> ObservationSpec:
+        if self.features_dim == 0 and self.map_shape is None:
+            raise ValueError("an observation needs features (features_dim >= 1) or a map")
+        return self
 
     @classmethod
     def from_layout(cls, layout: Mapping[str, tuple[int, ...]]) -> ObservationSpec:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from townlet_core._suggest import did_you_mean
+from townlet_core.envs.observations import adapting_wrapper, needs_adapter
 from townlet_core.envs.settings import EnvSettings, EnvSettingsError, wrapper_factories
+from townlet_core.envs.spaces import INFO_MASK_KEY
 from townlet_core.errors import ConfigError
 
 #: From this many envs on, an id's native vector env is used instead of SyncVectorEnv. A
@@ -76,7 +78,10 @@ def make_vector_env(
     settings = EnvSettings.of(env, max_episode_steps)
     env_id = settings.id
     constructor = _env_constructor(env_id)
-    wrappers = wrapper_factories(settings)
+    user_wrappers = wrapper_factories(settings)
+    # last, after the user's own: any observation space into `features` (+ `map`); a
+    # no-op for spaces already in that layout (observations.py)
+    wrappers = [*user_wrappers, adapting_wrapper(env_id, settings.action_mask_key)]
     limit: dict[str, Any] = {}
     if settings.max_episode_steps is not None:
         limit["max_episode_steps"] = settings.max_episode_steps
@@ -93,9 +98,9 @@ def make_vector_env(
         if (
             spec.vector_entry_point is not None
             and num_envs >= NATIVE_VECTOR_MIN_ENVS
-            and not wrappers
+            and not user_wrappers
         ):
-            native = _native_vector_env(registered, num_envs, wanted)
+            native = _native_vector_env(registered, num_envs, wanted, settings.action_mask_key)
             if native is not None:
                 return native, "native"
         return gymnasium.make_vec(
@@ -103,7 +108,7 @@ def make_vector_env(
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"copy": False, "autoreset_mode": AutoresetMode.NEXT_STEP},
-            wrappers=wrappers or None,
+            wrappers=wrappers,
             **wanted,
         ), "sync"
     except EnvSettingsError:
@@ -125,8 +130,11 @@ def _kwargs_error(settings: EnvSettings, exc: Exception) -> EnvSettingsError:
     )
 
 
-def _native_vector_env(env_id: str, num_envs: int, kwargs: dict[str, Any]) -> Any:
-    """The id's own vector implementation, or None when it cannot serve this capture."""
+def _native_vector_env(
+    env_id: str, num_envs: int, kwargs: dict[str, Any], mask_key: str | None
+) -> Any:
+    """The id's own vector implementation, or None when it cannot serve this capture (its
+    observations would need adapting, or it does not reset in NEXT_STEP mode)."""
     import gymnasium
     from gymnasium.vector import AutoresetMode
 
@@ -136,7 +144,9 @@ def _native_vector_env(env_id: str, num_envs: int, kwargs: dict[str, Any]) -> An
         )
     except (gymnasium.error.Error, TypeError):
         return None
-    if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP:
+    if env.metadata.get("autoreset_mode") != AutoresetMode.NEXT_STEP or needs_adapter(
+        env.single_observation_space, mask_key
+    ):
         env.close()
         return None
     return env
@@ -165,13 +175,19 @@ def _class_env(
     return make
 
 
-def observation_layout(space: Any, env_id: str) -> dict[str, tuple[int, ...]]:
-    """Per-env shapes of what is recorded: `features` (F,), plus `map` (C, H, W) if any."""
+def observation_layout(
+    space: Any, env_id: str, mask_key: str | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Per-env shapes of what is recorded: `features` (F,), plus `map` (C, H, W) if any.
+
+    `space` is what `make_vector_env` steps (adapted by `observations.py`): the action mask
+    key (`action_mask`, or `mask_key`) is no part of the layout."""
     from gymnasium import spaces
 
     if _box_of_rank(space, 1):
         return {"features": tuple(space.shape)}
-    if isinstance(space, spaces.Dict) and set(space.spaces) <= {"map", "features"}:
+    keys = set(space.spaces) - {INFO_MASK_KEY, mask_key} if isinstance(space, spaces.Dict) else None
+    if keys is not None and keys <= {"map", "features"}:
         features: Any = space.spaces.get("features")
         map_space: Any = space.spaces.get("map")
         if _box_of_rank(features, 1) and (map_space is None or _box_of_rank(map_space, 3)):

@@ -84,6 +84,12 @@ class EnvSettings(BaseModel):
         (), description="Wrappers applied in order to each sub-env before vectorising."
     )
     max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
+    action_mask_key: str | None = Field(
+        None,
+        min_length=1,
+        description="Observation key that holds the action mask (else info['action_mask'] "
+        "is read); that key is never encoded as a feature.",
+    )
 
     @classmethod
     def of(cls, env: str | EnvSettings, max_episode_steps: int | None = None) -> EnvSettings:
@@ -95,16 +101,21 @@ class EnvSettings(BaseModel):
 
     @property
     def plain(self) -> bool:
-        """No keyword arguments and no wrappers: the id as Gymnasium registers it."""
-        return not self.kwargs and not self.wrappers
-
-    def as_data(self) -> dict[str, Any]:
-        """JSON-ready, for a manifest or checkpoint to record (as data, never to import)."""
-        return self.model_dump(mode="json")
+        """No keyword arguments, wrappers or mask key: the id as Gymnasium registers it."""
+        return not self.kwargs and not self.wrappers and self.action_mask_key is None
 
     def spaces_key(self) -> EnvSettings:
         """The settings that decide observation and action spaces (not the episode limit)."""
         return self.model_copy(update={"max_episode_steps": None})
+
+    def as_data(self) -> dict[str, Any]:
+        """JSON-ready, for a manifest or checkpoint to record (as data, never to import);
+        `action_mask_key` only when set, so records written before it existed compare
+        equal."""
+        data = self.model_dump(mode="json")
+        if data.get("action_mask_key") is None:
+            data.pop("action_mask_key", None)
+        return data
 
 
 # --- wrappers ------------------------------------------------------------------------------

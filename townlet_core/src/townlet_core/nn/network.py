@@ -32,6 +32,7 @@ from torch.nn import functional
 
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
 from townlet_core.data.action_space import DISCRETE, ActionSpace
+from townlet_core.errors import ConfigError
 from townlet_core.nn.distributions import ActionDistribution, distribution_for
 from townlet_core.nn.normalize import ObservationNormalizer
 
@@ -142,8 +143,49 @@ def _head(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return functional.linear(x, layer.weight, layer.bias)
 
 
+def _conv_output(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1
+
+
+class ConvEncoder(nn.Module):
+    """A (C, H, W) image or grid -> one vector: convolutions with ReLU (Nature DQN's by
+    default: 32 8x8/4, 64 4x4/2, 64 3x3/1), flattened, then one layer of `encoder_hidden`."""
+
+    def __init__(self, shape: tuple[int, int, int], spec: NetworkSpec) -> None:
+        super().__init__()
+        channels, height, width = shape
+        layers: list[nn.Module] = []
+        for out, kernel, stride in zip(
+            spec.cnn_channels, spec.cnn_kernels, spec.cnn_strides, strict=True
+        ):
+            height = _conv_output(height, kernel, stride)
+            width = _conv_output(width, kernel, stride)
+            if height < 1 or width < 1:
+                raise ConfigError(
+                    f"a {shape[1]}x{shape[2]} map is too small for convolutions with kernels "
+                    f"{list(spec.cnn_kernels)} and strides {list(spec.cnn_strides)}; for small "
+                    "grids set network.cnn_kernels to [2, 2, 2] and network.cnn_strides to "
+                    "[1, 1, 1] (or network.map_encoder to flatten)"
+                )
+            conv = nn.Conv2d(channels, out, kernel, stride)
+            nn.init.orthogonal_(conv.weight, _HIDDEN_GAIN)
+            nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
+            layers += [conv, nn.ReLU()]
+            channels = out
+        self.convolutions = nn.Sequential(*layers, nn.Flatten())
+        self.hidden = _linear(channels * height * width, spec.encoder_hidden, _HIDDEN_GAIN)
+
+    def forward(self, map_: torch.Tensor) -> torch.Tensor:
+        return torch.relu(_head(self.hidden, self.convolutions(map_)))
+
+
 class Encoder(nn.Module):
-    """Map + features -> one vector (identity for flat observations)."""
+    """Map + features -> one vector (identity for flat observations).
+
+    The map branch flattens the map into one layer (the original Townlet network, the
+    default) or runs a `ConvEncoder` (`map_encoder: cnn`); the features branch is one layer
+    (absent for an image alone). Their outputs are concatenated.
+    """
 
     def __init__(self, observation: ObservationSpec, spec: NetworkSpec) -> None:
         super().__init__()
@@ -153,21 +195,31 @@ class Encoder(nn.Module):
             return
         assert observation.map_shape is not None
         activation = _ACTIVATIONS[spec.activation]
-        map_inputs = math.prod(observation.map_shape)
-        self.map_branch = nn.Sequential(
-            nn.Flatten(), _linear(map_inputs, spec.encoder_hidden, _HIDDEN_GAIN), activation()
-        )
-        self.features_branch = nn.Sequential(
-            _linear(observation.features_dim, spec.encoder_hidden, _HIDDEN_GAIN), activation()
-        )
-        self.output_dim = 2 * spec.encoder_hidden
+        self.map_branch: nn.Module
+        if spec.map_encoder == "cnn":
+            self.map_branch = ConvEncoder(observation.map_shape, spec)
+        else:
+            map_inputs = math.prod(observation.map_shape)
+            self.map_branch = nn.Sequential(
+                nn.Flatten(), _linear(map_inputs, spec.encoder_hidden, _HIDDEN_GAIN), activation()
+            )
+        self.features_branch: nn.Module | None = None
+        self.output_dim = spec.encoder_hidden
+        if observation.features_dim:
+            self.features_branch = nn.Sequential(
+                _linear(observation.features_dim, spec.encoder_hidden, _HIDDEN_GAIN), activation()
+            )
+            self.output_dim += spec.encoder_hidden
 
     def forward(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
         if not self.has_map:
             return features
         if map_ is None:
             raise ValueError("this network reads a map, but none was given")
-        return torch.cat([self.map_branch(map_), self.features_branch(features)], dim=-1)
+        encoded: torch.Tensor = self.map_branch(map_)
+        if self.features_branch is None:
+            return encoded
+        return torch.cat([encoded, self.features_branch(features)], dim=-1)
 
 
 class PolicyNetwork(nn.Module):
@@ -198,7 +250,9 @@ class PolicyNetwork(nn.Module):
             self.action_space, spec.log_std_init
         )
         self.observation_normalizer = (
-            ObservationNormalizer(observation.features_dim) if spec.normalize_observations else None
+            ObservationNormalizer(observation.features_dim)
+            if spec.normalize_observations and observation.features_dim
+            else None
         )
         self.encoder = Encoder(observation, spec)
         width = self.encoder.output_dim
