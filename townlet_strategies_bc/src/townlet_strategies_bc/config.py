@@ -48,7 +48,8 @@ class CaptureSpec(BaseModel):
 
 
 class BCConfig(BaseModel):
-    """Behaviour cloning: cross-entropy on the expert's actions."""
+    """Behaviour cloning: the negative log-likelihood of the expert's actions (Discrete,
+    Box, MultiDiscrete or MultiBinary)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,6 +85,13 @@ class BCConfig(BaseModel):
         "the best weights (null: never stop early).",
     )
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="Policy network.")
+    normalize_observations: bool = Field(
+        False,
+        description="Normalise observation features by the training split's mean and "
+        "variance, set once before training and saved in the checkpoint's weights (so PPO "
+        "warm starts, evaluate and capture read them). Same as network.normalize_observations; "
+        "a warm start keeps the statistics it was trained with.",
+    )
     torch_threads: int | None = Field(
         1,
         ge=1,
@@ -113,7 +121,9 @@ class BCConfig(BaseModel):
         None,
         ge=0.0,
         le=1.0,
-        description="If set, a run whose validation accuracy is below it ends 'failed'.",
+        description="If set, a run whose validation accuracy is below it ends 'failed' "
+        "(accuracy per action dimension for MultiDiscrete and MultiBinary; Box actions have "
+        "no accuracy, so it cannot be set for them).",
     )
 
     @model_validator(mode="after")
@@ -128,6 +138,13 @@ class BCConfig(BaseModel):
                 "environment"
             )
         return self
+
+    def network_spec(self) -> NetworkSpec:
+        """The network a fresh run builds: `network`, normalising observations when either
+        switch asks for it."""
+        if self.normalize_observations and not self.network.normalize_observations:
+            return self.network.model_copy(update={"normalize_observations": True})
+        return self.network
 
     def eval_env_settings(self) -> EnvSettings | None:
         """Where the cloned policy is evaluated: bc.eval_env with its own settings, else the

@@ -19,17 +19,25 @@ from townlet_core.errors import TrainingDivergedError
 #: near ln(actions) and falls; a batch mean of 100 nats above that means the demonstrated
 #: actions get probability below e^-100 on average, which only exploding weights produce.
 #: The margin keeps a warm start that already fits (first loss near 0) from tripping on
-#: ordinary noise.
+#: ordinary noise. A Gaussian NLL (Box actions) is a density's and can start below 0 (a
+#: warm start with a small learned std): the factor then applies to 0, not to the negative
+#: loss (which would put the limit below every healthy loss), so the limit is 100 nats:
+#: recorded actions a density of e^-100 on average, which again only divergence produces.
 DIVERGENCE_FACTOR = 100.0
 DIVERGENCE_MARGIN = 100.0
 #: Per-batch losses kept as tensors are stacked this many at a time (bounded memory).
 _LOSS_CHUNK = 1024
 
 
+def divergence_limit(reference: float) -> float:
+    """DIVERGENCE_FACTOR x max(`reference`, 0) + DIVERGENCE_MARGIN (see the constants)."""
+    return DIVERGENCE_FACTOR * max(reference, 0.0) + DIVERGENCE_MARGIN
+
+
 def first_diverged(losses: np.ndarray, reference: float) -> int | None:
     """Index of the first mini-batch loss that is NaN/inf or above the divergence limit
-    (DIVERGENCE_FACTOR x `reference` + DIVERGENCE_MARGIN), or None when all are healthy."""
-    limit = DIVERGENCE_FACTOR * reference + DIVERGENCE_MARGIN
+    (`divergence_limit`), or None when all are healthy."""
+    limit = divergence_limit(reference)
     bad = ~np.isfinite(losses) | (losses > limit)
     return int(np.argmax(bad)) if bad.any() else None
 
@@ -75,7 +83,7 @@ def check_divergence(
     bad = first_diverged(losses, reference)
     if bad is None:
         return
-    limit = DIVERGENCE_FACTOR * reference + DIVERGENCE_MARGIN
+    limit = divergence_limit(reference)
     raise TrainingDivergedError(
         f"behaviour cloning diverged on {source} at epoch {epoch}, batch {bad + 1} of "
         f"{len(losses)}: loss {losses[bad]:.4g} (the first batch's was {reference:.4g}; a "

@@ -1,15 +1,22 @@
 """Behaviour cloning, top to bottom: demonstrations, network, epochs, checkpoint, evaluation.
 
-Cross-entropy on the policy logits, Adam with weight decay, shuffled mini-batches drawn from
+The negative log-likelihood of the recorded actions under the policy (cross-entropy for
+Discrete actions, a Gaussian's for Box, summed per dimension for MultiDiscrete and
+MultiBinary: `objective.py`), Adam with weight decay, shuffled mini-batches drawn from
 (seed, epoch), an optional learning-rate schedule, early stopping on the held-out loss. Every
 number reported is measured: the training loss is the epoch mean over samples (the original
-reported its last mini-batch) and accuracy is on held-out trajectories as well as training.
+reported its last mini-batch) and the metric (accuracy, or action_mse for Box actions) is on
+held-out trajectories as well as training.
 
 Two ways to hold the data, one training step. In memory (the default) each split is moved to
 the training device once as a `Split` and every epoch permutes it whole. With `bc.streaming`
 each split is a `StreamedSplit`: the trajectories stay on disk and every pass reads them one
-at a time, so memory holds a bounded shuffle buffer, one trajectory and a batch, never the
-dataset (see `StreamedSplit` for what each pass costs and how it shuffles).
+at a time (`splits.py` says what each pass costs and how it shuffles).
+
+With observation normalisation (`bc.normalize_observations`) a fresh network's statistics
+are set from the training split's features once, before the first epoch, and stay fixed
+while training: they are part of the weights, so the checkpoint carries them to PPO warm
+starts, evaluate and capture.
 
 The data was checked in `prepare` (`checks.py`) before the run directory existed; the run
 records what it trained on, and which rule found each listed file, in `dataset.json`. A
@@ -21,18 +28,16 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional
 
 from townlet_core import TrainingContext
 from townlet_core.atomic import atomic_write_json
 from townlet_core.checkpoints import ObservationSpec
-from townlet_core.data import ReplayDataset, TransitionLoader
+from townlet_core.data import ReplayDataset
+from townlet_core.data.action_space import BOX, ActionSpace
 from townlet_core.data.validation import DatasetSummary
 from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.capture import capture
@@ -50,6 +55,17 @@ from townlet_core.nn import (
 )
 from townlet_strategies_bc.config import BCConfig
 from townlet_strategies_bc.divergence import LossTrace, check_divergence
+from townlet_strategies_bc.objective import Objective, objective_for
+from townlet_strategies_bc.splits import (
+    SCORE_BATCH,
+    STREAM_SHUFFLE_BUFFER,
+    Split,
+    StreamedSplit,
+    sample_of,
+    split_in_memory,
+)
+
+__all__ = ["SCORE_BATCH", "STREAM_SHUFFLE_BUFFER", "Split", "StreamedSplit", "train"]
 
 CHECKPOINT_DIR = "checkpoint"
 DEMONSTRATIONS_DIR = "demonstrations"
@@ -60,105 +76,6 @@ EVAL_SEED_OFFSET = 1_000_003
 PERMUTE_WHOLE_BYTES = 64 * 2**20
 #: Training transitions scored after each epoch for the per-epoch training accuracy.
 TRAIN_ACCURACY_SAMPLE = 4096  # evaluation episodes never replay the captured ones
-#: Streaming: transitions in the block-shuffle buffer (at least one batch).
-STREAM_SHUFFLE_BUFFER = 8192
-#: Transitions per forward pass when scoring a split (and per read when streaming one).
-SCORE_BATCH = 8192
-
-
-@dataclass
-class Split:
-    """One split's transitions as tensors on the training device."""
-
-    features: torch.Tensor
-    map: torch.Tensor | None
-    actions: torch.Tensor
-
-    @property
-    def size(self) -> int:
-        return int(self.actions.shape[0])
-
-    def rows(self, index: torch.Tensor | slice) -> Split:
-        return Split(
-            features=self.features[index],
-            map=None if self.map is None else self.map[index],
-            actions=self.actions[index],
-        )
-
-    def chunks(self, size: int) -> Iterator[Split]:
-        """The split in order, `size` transitions at a time (views, no copies)."""
-        for start in range(0, self.size, size):
-            yield self.rows(slice(start, start + size))
-
-
-@dataclass
-class StreamedSplit:
-    """One split left on disk (`bc.streaming`), read a trajectory at a time on every pass.
-
-    Design: the validation split is chosen by whole trajectory, exactly as in memory (the
-    same trajectories for the same seed), so no pass needs more than the trajectory at hand.
-    A training epoch reads the trajectories in an order shuffled from (seed, epoch), permutes
-    each one's steps, and block-shuffles them through a buffer of `shuffle_buffer`
-    transitions, so a batch mixes the several trajectories a block spans (see
-    `TransitionLoader`). That is a weaker shuffle than the in-memory permutation of the whole
-    split when the split is larger than the buffer, and equal to it when it is not.
-
-    Cost: every epoch reads the training split once and the validation split once more (for
-    `val_loss`); the per-epoch training accuracy uses a fixed sample of training transitions
-    gathered in one pass up front and kept in memory.
-    """
-
-    dataset: ReplayDataset
-    device: torch.device
-    seed: int
-    shuffle_buffer: int = STREAM_SHUFFLE_BUFFER
-
-    @property
-    def size(self) -> int:
-        return self.dataset.transitions
-
-    def shuffled(self, batch_size: int, epoch: int) -> Iterator[Split]:
-        """Epoch `epoch`'s training batches, shuffled from (seed, epoch)."""
-        loader = TransitionLoader(
-            self.dataset,
-            batch_size=batch_size,
-            seed=self.seed,
-            shuffle_buffer=max(batch_size, self.shuffle_buffer),
-        )
-        loader.epoch = epoch
-        return self._on_device(loader)
-
-    def chunks(self, size: int) -> Iterator[Split]:
-        """The split in manifest order, `size` transitions at a time."""
-        return self._on_device(TransitionLoader(self.dataset, batch_size=size, shuffle=False))
-
-    def sample(self, count: int, seed: int) -> Split:
-        """The same `count` transitions `_sample` draws from the split in memory (in order)."""
-        if self.size <= count:
-            wanted = np.arange(self.size)
-        else:
-            wanted = np.sort(np.random.default_rng(seed).choice(self.size, count, replace=False))
-        parts, start = [], 0
-        for chunk in self.chunks(SCORE_BATCH):
-            low, high = np.searchsorted(wanted, [start, start + chunk.size])
-            if high > low:
-                index = torch.from_numpy(wanted[low:high] - start).to(self.device)
-                parts.append(chunk.rows(index))
-            start += chunk.size
-        maps = [p.map for p in parts if p.map is not None]
-        return Split(
-            features=torch.cat([p.features for p in parts]),
-            map=torch.cat(maps) if maps else None,
-            actions=torch.cat([p.actions for p in parts]),
-        )
-
-    def _on_device(self, loader: TransitionLoader) -> Iterator[Split]:
-        for batch in loader:
-            yield Split(
-                features=torch.from_numpy(batch.features).to(self.device),
-                map=None if batch.map is None else torch.from_numpy(batch.map).to(self.device),
-                actions=torch.from_numpy(batch.actions).to(self.device),
-            )
 
 
 def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, str | None]:
@@ -201,7 +118,10 @@ def _quiet(_message: str) -> None:
 
 
 def _record_dataset(
-    context: TrainingContext, dataset: ReplayDataset, observation: ObservationSpec, actions: int
+    context: TrainingContext,
+    dataset: ReplayDataset,
+    observation: ObservationSpec,
+    space: ActionSpace,
 ) -> None:
     """Write `dataset.json`: what the run trains on and which rule found each file."""
     source = dataset.source
@@ -212,10 +132,11 @@ def _record_dataset(
         transitions=dataset.transitions,
         features_dim=observation.features_dim,
         map_shape=observation.map_shape,
-        action_dim=actions,
+        action_dim=space.count,
         skipped=source.skipped,
         strict_paths=source.strict_paths,
         files=tuple(source.resolution()),
+        action_space=space,
     )
     atomic_write_json(context.run_dir / DATASET_RECORD, summary.as_dict())
 
@@ -227,38 +148,52 @@ def _map_shape(map_array: np.ndarray | None) -> tuple[int, int, int] | None:
     return channels, height, width
 
 
-def _tensors(dataset: ReplayDataset, device: torch.device) -> Split:
-    arrays = TransitionLoader(dataset, shuffle=False).arrays()
-    map_array = arrays["map"]
-    return Split(
-        features=torch.from_numpy(arrays["features"]).to(device),
-        map=None if map_array is None else torch.from_numpy(map_array).to(device),
-        actions=torch.from_numpy(arrays["actions"]).to(device),
-    )
+def _tensors(
+    dataset: ReplayDataset, device: torch.device, action_dtype: torch.dtype = torch.int64
+) -> Split:
+    return split_in_memory(dataset, device, action_dtype)
 
 
 def _network(
-    context: TrainingContext, config: BCConfig, observation: ObservationSpec, action_dim: int
+    context: TrainingContext, config: BCConfig, observation: ObservationSpec, space: ActionSpace
 ) -> PolicyNetwork:
     if context.warm_start is not None:
         network, info = load_checkpoint(
-            context.warm_start, observation=observation, action_dim=action_dim
+            context.warm_start, observation=observation, action_dim=space.count, action_space=space
         )
         context.log(f"townlet: bc starts from {context.warm_start} ({info.producer.strategy})")
         return network
-    return build_network(config.network, observation, action_dim, seed=context.seed)
+    return build_network(
+        config.network_spec(), observation, space.count, seed=context.seed, action_space=space
+    )
+
+
+@torch.no_grad()
+def _set_statistics(network: PolicyNetwork, split: Split | StreamedSplit) -> None:
+    """The observation statistics of the training split's features: one update with the
+    whole split in memory; streamed, one per chunk read (the parallel update combines them,
+    equal to the whole split's to float rounding)."""
+    normalizer = network.observation_normalizer
+    assert normalizer is not None
+    if isinstance(split, Split):
+        normalizer.update(split.features)
+        return
+    for chunk in split.chunks(SCORE_BATCH):
+        normalizer.update(chunk.features)
 
 
 @torch.no_grad()
 def _score(network: PolicyNetwork, split: Split | StreamedSplit) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, in evaluation mode."""
+    """Mean loss and metric (accuracy, or action_mse for Box actions: `objective.py`) over
+    a whole split, in evaluation mode."""
     network.eval()
-    total_loss, correct = 0.0, 0
+    objective = objective_for(network.action_space)
+    total_loss, total_metric = 0.0, 0.0
     for chunk in split.chunks(SCORE_BATCH):
-        logits = network.logits(chunk.features, chunk.map)
-        total_loss += float(functional.cross_entropy(logits, chunk.actions, reduction="sum"))
-        correct += int((logits.argmax(dim=-1) == chunk.actions).sum())
-    return total_loss / split.size, correct / split.size
+        loss, metric = objective.sums(network, chunk.features, chunk.map, chunk.actions)
+        total_loss += loss
+        total_metric += metric
+    return total_loss / split.size, total_metric / split.size
 
 
 def _schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -271,6 +206,7 @@ def _schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 
 def _epoch(
+    objective: Objective,
     network: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     split: Split,
@@ -299,6 +235,7 @@ def _epoch(
         )
         actions = source.actions[rows]
         loss = _step(
+            objective,
             network,
             optimizer,
             source.features[rows],
@@ -310,6 +247,7 @@ def _epoch(
 
 
 def _streamed_epoch(
+    objective: Objective,
     network: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     split: StreamedSplit,
@@ -320,12 +258,13 @@ def _streamed_epoch(
     network.train()
     trace = LossTrace()
     for batch in split.shuffled(batch_size, epoch):
-        loss = _step(network, optimizer, batch.features, batch.map, batch.actions)
+        loss = _step(objective, network, optimizer, batch.features, batch.map, batch.actions)
         trace.add(loss, batch.size)
     return trace
 
 
 def _step(
+    objective: Objective,
     network: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     features: torch.Tensor,
@@ -333,7 +272,7 @@ def _step(
     actions: torch.Tensor,
 ) -> torch.Tensor:
     """One gradient step on one batch; returns its mean loss (detached)."""
-    loss = functional.cross_entropy(network.logits(features, map_batch), actions)
+    loss = objective.loss(network, features, map_batch, actions)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
@@ -341,12 +280,7 @@ def _step(
 
 
 def _sample(split: Split | StreamedSplit, count: int, seed: int) -> Split:
-    if isinstance(split, StreamedSplit):
-        return split.sample(count, seed)
-    if split.size <= count:
-        return split
-    rows = torch.from_numpy(np.random.default_rng(seed).choice(split.size, count, replace=False))
-    return split.rows(rows.to(split.actions.device))
+    return sample_of(split, count, seed)
 
 
 def make_optimizer(
@@ -369,11 +303,13 @@ def _fit(
 ) -> int:
     """Train for up to `config.epochs` epochs; leave the best weights in `network` (by
     validation loss when early stopping) and return the number of epochs run."""
+    objective = objective_for(network.action_space)
+    metric = objective.metric
     optimizer = make_optimizer(network, config.learning_rate, config.weight_decay)
     best_state = copy.deepcopy(network.state_dict())
     best_val, stale, epochs_run = math.inf, 0, 0
     reference: float | None = None  # the run's first mini-batch loss (see divergence.py)
-    # Training accuracy after each epoch, on a fixed sample of the training split: cheaper
+    # Training metric after each epoch, on a fixed sample of the training split: cheaper
     # than counting correct predictions at every step, and measured like validation.
     sample_split = _sample(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
     with context.services.progress(config.epochs, "bc") as progress:
@@ -383,33 +319,36 @@ def _fit(
                 group["lr"] = lr
             started = time.perf_counter()
             if isinstance(train_split, StreamedSplit):
-                trace = _streamed_epoch(network, optimizer, train_split, config.batch_size, epoch)
+                trace = _streamed_epoch(
+                    objective, network, optimizer, train_split, config.batch_size, epoch
+                )
             else:
                 shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
                 order = torch.from_numpy(shuffle).to(train_split.actions.device)
-                trace = _epoch(network, optimizer, train_split, order, config.batch_size)
+                trace = _epoch(objective, network, optimizer, train_split, order, config.batch_size)
             losses = trace.losses()
             if reference is None:
                 reference = float(losses[0])
             check_divergence(losses, reference, epoch + 1, source, lr)
             loss = trace.mean(losses)
-            _sample_loss, accuracy = _score(network, sample_split)
+            _sample_loss, measured = _score(network, sample_split)
             seconds = time.perf_counter() - started
             epochs_run = epoch + 1
             record: dict[str, float | int | None] = {
                 "epoch": epochs_run,
                 "loss": loss,
-                "accuracy": accuracy,
+                metric: measured,
                 "lr": lr,
                 "samples_per_second": train_split.size / max(seconds, 1e-9),
                 "epoch_duration_sec": seconds,
             }
             val_loss = None
             if val_split is not None:
-                val_loss, val_accuracy = _score(network, val_split)
-                record.update(val_loss=val_loss, val_accuracy=val_accuracy)
+                val_loss, val_measured = _score(network, val_split)
+                record.update({"val_loss": val_loss, f"val_{metric}": val_measured})
             context.metrics.log(record)
-            progress.update(1, loss=loss, val_acc=record.get("val_accuracy"))
+            shown = "val_mse" if objective.kind == BOX else "val_acc"
+            progress.update(1, loss=loss, **{shown: record.get(f"val_{metric}")})
             if val_loss is None or config.early_stopping_patience is None:
                 continue
             if val_loss < best_val - 1e-9:
@@ -446,25 +385,34 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
             context.log("townlet: one trajectory only: no validation split")
         train_set, val_set = dataset, None
     observation = _observation_spec(dataset)
-    action_dim = dataset.action_dim
-    _record_dataset(context, dataset, observation, action_dim)
-    network = _network(context, config, observation, action_dim).to(device)
+    space = dataset.action_space
+    _record_dataset(context, dataset, observation, space)
+    network = _network(context, config, observation, space).to(device)
+    action_dtype = network.distribution.action_dtype
     train_split: Split | StreamedSplit
     val_split: Split | StreamedSplit | None
     if config.streaming:
-        train_split = StreamedSplit(train_set, device, context.seed)
-        val_split = StreamedSplit(val_set, device, context.seed) if val_set is not None else None
+        train_split = StreamedSplit(train_set, device, context.seed, action_dtype=action_dtype)
+        val_split = (
+            StreamedSplit(val_set, device, context.seed, action_dtype=action_dtype)
+            if val_set is not None
+            else None
+        )
         context.log(
             f"townlet: bc streams {train_split.size} training transitions from disk "
             f"(shuffle buffer {max(config.batch_size, train_split.shuffle_buffer)})"
         )
     else:
-        train_split = _tensors(train_set, device)
-        val_split = _tensors(val_set, device) if val_set is not None else None
+        train_split = _tensors(train_set, device, action_dtype)
+        val_split = _tensors(val_set, device, action_dtype) if val_set is not None else None
+    if network.observation_normalizer is not None and context.warm_start is None:
+        _set_statistics(network, train_split)
+        context.log("townlet: bc normalises observations by the training split's statistics")
     epochs_run = _fit(context, config, network, train_split, val_split, source)
 
-    train_loss, train_accuracy = _score(network, train_split)
-    val_loss, val_accuracy = _score(network, val_split) if val_split is not None else (None, None)
+    metric = objective_for(space).metric
+    train_loss, train_metric = _score(network, train_split)
+    val_loss, val_metric = _score(network, val_split) if val_split is not None else (None, None)
     lookup = dataset.trajectory(0).metadata.get("action_lookup")
     save_checkpoint(
         context.run_dir / CHECKPOINT_DIR,
@@ -473,15 +421,19 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         strategy_version=context.strategy_version,
         seed=context.seed,
         metrics={
-            "accuracy": train_accuracy,
+            metric: train_metric,
             "loss": train_loss,
-            "val_accuracy": val_accuracy,
+            f"val_{metric}": val_metric,
             "val_loss": val_loss,
         },
         action_lookup=lookup if isinstance(lookup, dict) else None,
         env_id=eval_env,
         extra=checkpoint_record(config.eval_env_settings()),
     )
+    # Box actions have no accuracy: their metric is action_mse, in metrics.jsonl and the
+    # checkpoint's metrics.
+    train_accuracy = None if space.kind == BOX else train_metric
+    val_accuracy = None if space.kind == BOX else val_metric
     evaluation = None
     if eval_env is not None:
         evaluation = evaluate_policy(
@@ -496,7 +448,11 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         )
     status_reason = None
     achieved = val_accuracy if val_accuracy is not None else train_accuracy
-    if config.accept_val_accuracy is not None and achieved < config.accept_val_accuracy:
+    if (
+        config.accept_val_accuracy is not None
+        and achieved is not None  # prepare refuses the gate for Box actions
+        and achieved < config.accept_val_accuracy
+    ):
         status_reason = (
             f"validation accuracy {achieved:.4f} is below accept_val_accuracy "
             f"{config.accept_val_accuracy}"
@@ -519,7 +475,7 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         weight_decay=config.weight_decay,
         samples=train_split.size,
         val_samples=val_split.size if val_split is not None else 0,
-        action_dim=action_dim,
+        action_dim=space.count,
         checkpoint=CHECKPOINT_DIR,
         eval_env=eval_env,
         eval_episodes=evaluation.episodes if evaluation else None,
