@@ -12,34 +12,12 @@ import torch
 
 from townlet_core import ConfigError
 from townlet_core.data import ReplayDataset
-from townlet_core.dto import BCTrainingResultDTO
-from townlet_core.errors import StrategyRunError
 from townlet_core.nn import load_checkpoint
 from townlet_core.nn.normalize import ObservationNormalizer
 from townlet_core.testing import WARM_START_STRATEGY, WarmStartPlugin, warm_start_section
 from townlet_strategies_bc.divergence import first_diverged
 
-from .demonstrations import record
-
-
-def _result_takes_box_runs() -> bool:
-    """A Box run has no accuracy and its Gaussian NLL can be negative: the result DTO must
-    allow both (a change requested of townlet_core's dto/bc.py)."""
-    fields = BCTrainingResultDTO.model_fields
-    loss_bounded = any(getattr(m, "ge", None) is not None for m in fields["loss"].metadata)
-    return not fields["accuracy"].is_required() and not loss_bounded
-
-
-def train_box(train_bc, section, **kwargs):
-    """`train_bc` for a Box dataset. Until the result DTO takes Box runs each one ends in
-    its ValidationError (wrapped by the orchestrator): that, and nothing else, is an
-    expected failure."""
-    try:
-        return train_bc(section, **kwargs)
-    except StrategyRunError as exc:
-        if not _result_takes_box_runs() and "ValidationError" in str(exc):
-            pytest.xfail("BCTrainingResultDTO requires accuracy and a loss >= 0: " + str(exc))
-        raise
+from .helpers import record, train_box
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""Record a scripted expert into a dataset folder with the data writer (for the bc tests).
+"""Helpers of the bc action-space tests: demonstrations recorded with the data writer, and
+Box runs while the result DTO cannot hold them.
 
-Steps one Gymnasium env with the expert (which answers a batch: the observation goes in
+`record` steps one Gymnasium env with the expert (which answers a batch: the observation goes in
 with a leading axis of one) and writes each episode as a trajectory whose metadata declares
 the env's action space, so Box bounds and MultiBinary switches survive the file format.
 """
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from townlet_core.data import DatasetWriter, build_trajectory
+from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.spaces import action_space_of
+from townlet_core.errors import StrategyRunError
 
 
 def record(
@@ -51,3 +55,25 @@ def record(
             )
             returns.append(sum(rewards))
     return returns
+
+
+def _result_takes_box_runs() -> bool:
+    """A Box run has no accuracy and its Gaussian NLL can be negative: the result DTO must
+    allow both (a change requested of townlet_core's dto/bc.py)."""
+    fields = BCTrainingResultDTO.model_fields
+    loss_bounded = any(getattr(m, "ge", None) is not None for m in fields["loss"].metadata)
+    return not fields["accuracy"].is_required() and not loss_bounded
+
+
+def train_box(
+    train_bc: Callable[..., BCTrainingResultDTO], section: dict[str, Any], **kwargs: Any
+) -> BCTrainingResultDTO:
+    """`train_bc` for a Box dataset. Until the result DTO takes Box runs each one ends in
+    its ValidationError (wrapped by the orchestrator): that, and nothing else, is an
+    expected failure."""
+    try:
+        return train_bc(section, **kwargs)
+    except StrategyRunError as exc:
+        if not _result_takes_box_runs() and "ValidationError" in str(exc):
+            pytest.xfail("BCTrainingResultDTO requires accuracy and a loss >= 0: " + str(exc))
+        raise
