@@ -108,7 +108,7 @@ def test_bc_result_round_trips_and_keeps_the_original_fields():
     ("field", "value"),
     [
         ("accuracy", 1.5),
-        ("loss", -0.15),
+        ("loss", float("nan")),
         ("learning_rate", 0.0),
         ("val_accuracy", -0.1),
         ("batch_size", 0),
@@ -119,6 +119,14 @@ def test_bc_result_bounds(field, value):
 
     with pytest.raises(ValidationError):
         BCTrainingResultDTO(**_bc(**{field: value}))
+
+
+def test_a_continuous_clone_reports_a_negative_likelihood_loss():
+    """A Gaussian's negative log-likelihood goes below 0 as the clone grows confident."""
+    from townlet_core.dto import BCTrainingResultDTO
+
+    result = BCTrainingResultDTO(**_bc(loss=-1.25, val_loss=-1.1))
+    assert (result.loss, result.val_loss) == (-1.25, -1.1)
 
 
 def _ppo(**overrides):

@@ -22,9 +22,14 @@ class BCTrainingResultDTO(TrainingResultDTO):
     mode: Literal["bc"] = "bc"
     manifest: str = Field(description="The demonstrations trained on (dataset path).")
     accuracy: float = Field(ge=0.0, le=1.0, description="Training-split accuracy.")
-    loss: float = Field(ge=0.0, description="Training-split mean cross-entropy.")
+    loss: float = Field(
+        allow_inf_nan=False,
+        description="Training-split mean negative log-likelihood of the recorded actions (the "
+        "cross-entropy for discrete actions, never negative; for continuous actions a "
+        "density's, which goes below 0 as the clone grows confident).",
+    )
     val_accuracy: float | None = Field(None, ge=0.0, le=1.0)
-    val_loss: float | None = Field(None, ge=0.0)
+    val_loss: float | None = Field(None, allow_inf_nan=False)
     learning_rate: float = Field(gt=0.0)
     batch_size: int = Field(gt=0)
     epochs: int = Field(gt=0, description="Epochs configured.")
