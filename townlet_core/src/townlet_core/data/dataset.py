@@ -5,7 +5,8 @@ shapes (the original's rule), loads each sample once (or, streaming, reads only 
 headers up front and the arrays when a batch needs them), and re-draws its shuffle every
 epoch from `(seed, epoch)`. `TransitionLoader` flattens trajectories into per-step batches
 for supervised learning, from contiguous in-memory arrays or streamed one trajectory at a
-time.
+time. Where samples hold action masks, both carry them (`action_masks`, see
+`townlet_core.data.masks`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy as np
 from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.data.actions import ActionCount
 from townlet_core.data.manifest import DatasetSource, SampleEntry, Warn, open_source
+from townlet_core.data.masks import MaskCount
 from townlet_core.data.npz import read_array_info, read_sample
 from townlet_core.data.stats import aggregate_baseline, conflict_stats, sample_metrics
-from townlet_core.data.trajectory import TRAINING_ARRAYS, Trajectory, shape_signature
+from townlet_core.data.trajectory import MASKS, TRAINING_ARRAYS, Trajectory, shape_signature
 from townlet_core.errors import DataError
 
 Signature = tuple[tuple[str, tuple[int, ...]], ...]
@@ -50,6 +52,11 @@ class ReplayBatch:
     @property
     def timesteps(self) -> int:
         return int(self.actions.shape[1])
+
+    @property
+    def action_masks(self) -> np.ndarray | None:
+        """(B, T, W) bool, the actions each step allowed; None when the samples hold none."""
+        return self.extras.get(MASKS)
 
     def conflict_stats(self) -> dict[str, float]:
         return conflict_stats(self.features, self.metadata.get("feature_names"))
@@ -240,11 +247,14 @@ class ReplayDataset:
         the per-sample metrics and the action count; `visit` sees each trajectory too."""
         metrics: list[dict[str, float]] = []
         actions = ActionCount()
+        masks = MaskCount()
         for index, trajectory in enumerate(self.trajectories()):
             metrics.append(self._metrics_for(index, trajectory))
             actions.add(trajectory)
+            masks.add(trajectory)
             if visit is not None:
                 visit(trajectory)
+        masks.check_space(actions.action_space, str(self.source.path))
         self._metrics = metrics
         self._action_space = actions.action_space
 
@@ -286,6 +296,20 @@ class ReplayDataset:
     def action_kind(self) -> str:
         """`discrete`, `box`, `multi_discrete` or `multi_binary`."""
         return self.action_space.kind
+
+    @property
+    def action_mask_width(self) -> int | None:
+        """W, the entries of each step's action mask, when any sample holds `action_masks`
+        (else None). Read from the shapes alone (no sample is loaded); the masks themselves
+        are checked with the actions by `scan` (`action_space` runs it) and by
+        `townlet_core.data.validation`."""
+        widths = {dict(sig)[MASKS][1] for sig in self._buckets.members if MASKS in dict(sig)}
+        if len(widths) > 1:
+            raise DataError(
+                f"{self.source.path}: samples' action masks differ in width ({sorted(widths)}); "
+                "one dataset has one action space: keep them apart"
+            )
+        return widths.pop() if widths else None
 
     @property
     def action_dim(self) -> int:
@@ -350,15 +374,22 @@ class TransitionBatch:
     rewards: np.ndarray  # (B,)
     dones: np.ndarray  # (B,)
     old_log_probs: np.ndarray  # (B,)
+    #: (B, W) bool, the actions each step allowed; None when the dataset holds no masks.
+    action_masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
 
-_STEP_FIELDS = ("features", "map", "actions", "rewards", "dones", "old_log_probs")
+_STEP_FIELDS = ("features", "map", "actions", "rewards", "dones", "old_log_probs", MASKS)
 
 
-def _step_arrays(trajectory: Trajectory) -> dict[str, np.ndarray | None]:
+def _step_arrays(trajectory: Trajectory, mask_width: int | None) -> dict[str, np.ndarray | None]:
+    """One trajectory's per-step arrays; with `mask_width` (the dataset holds masks) its
+    masks, all-allowed where this sample has none."""
+    masks = trajectory.action_masks
+    if mask_width is not None and masks is None:
+        masks = np.ones((trajectory.timesteps, mask_width), dtype=np.bool_)
     return {
         "features": trajectory.features,
         "map": trajectory.map,
@@ -366,6 +397,7 @@ def _step_arrays(trajectory: Trajectory) -> dict[str, np.ndarray | None]:
         "rewards": trajectory.rewards.reshape(trajectory.timesteps, -1)[:, 0],
         "dones": trajectory.dones.reshape(trajectory.timesteps, -1)[:, 0],
         "old_log_probs": trajectory.old_log_probs.reshape(trajectory.timesteps, -1)[:, 0],
+        MASKS: masks if mask_width is not None else None,
     }
 
 
@@ -410,6 +442,7 @@ class TransitionLoader:
         self.shuffle_buffer = shuffle_buffer
         self.epoch = 0
         self._check_uniform_observations()
+        self.mask_width = dataset.action_mask_width
         self._arrays: dict[str, np.ndarray | None] | None = None
         if not dataset.streaming:
             self._arrays = self._concatenate()
@@ -426,7 +459,7 @@ class TransitionLoader:
             )
 
     def _concatenate(self) -> dict[str, np.ndarray | None]:
-        parts = [_step_arrays(t) for t in self.dataset.trajectories()]
+        parts = [_step_arrays(t, self.mask_width) for t in self.dataset.trajectories()]
         out: dict[str, np.ndarray | None] = {}
         for name in _STEP_FIELDS:
             values = [p[name] for p in parts]
@@ -474,7 +507,7 @@ class TransitionLoader:
             picked: np.ndarray = value[index]
             return picked
 
-        map_array = arrays["map"]
+        map_array, masks = arrays["map"], arrays[MASKS]
         return TransitionBatch(
             features=pick("features"),
             map=None if map_array is None else map_array[index],
@@ -482,6 +515,7 @@ class TransitionLoader:
             rewards=pick("rewards"),
             dones=pick("dones"),
             old_log_probs=pick("old_log_probs"),
+            action_masks=None if masks is None else masks[index],
         )
 
     def _iter_memory(self, rng: np.random.Generator) -> Iterator[TransitionBatch]:
@@ -582,9 +616,8 @@ class TransitionLoader:
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Trajectory `index` read now as per-step arrays, and the order to take its steps in
         (permuted when `shuffle`)."""
-        arrays = {
-            k: v for k, v in _step_arrays(self.dataset.trajectory(index)).items() if v is not None
-        }
+        parts = _step_arrays(self.dataset.trajectory(index), self.mask_width)
+        arrays = {k: v for k, v in parts.items() if v is not None}
         steps = int(arrays["actions"].shape[0])
         perm = _permutation(rng, steps) if self.shuffle else np.arange(steps, dtype=np.int32)
         return arrays, perm
@@ -606,7 +639,7 @@ def _copy_steps(
 
 
 def _batch_from(buffer: Mapping[str, np.ndarray], length: int) -> TransitionBatch:
-    map_array = buffer.get("map")
+    map_array, masks = buffer.get("map"), buffer.get(MASKS)
     return TransitionBatch(
         features=buffer["features"][:length],
         map=None if map_array is None else map_array[:length],
@@ -614,4 +647,5 @@ def _batch_from(buffer: Mapping[str, np.ndarray], length: int) -> TransitionBatc
         rewards=buffer["rewards"][:length],
         dones=buffer["dones"][:length],
         old_log_probs=buffer["old_log_probs"][:length],
+        action_masks=None if masks is None else masks[:length],
     )

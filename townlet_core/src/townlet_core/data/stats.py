@@ -42,7 +42,9 @@ def _action_kind(payload: str) -> tuple[str, bool]:
 
 def sample_metrics(trajectory: Trajectory) -> dict[str, float]:
     """timesteps, reward and value statistics, conflict features, action statistics (the
-    original's for discrete ids; means for vector actions), summed `counters`."""
+    original's for discrete ids; means for vector actions), summed `counters`; with action
+    masks, `action_blocked_ratio` is the mean share of each step's mask that is masked out
+    (the original counted taken actions whose `action_lookup` payload said `blocked`)."""
     rewards = trajectory.rewards.astype(np.float64)
     metrics: dict[str, float] = {
         "timesteps": float(trajectory.timesteps),
@@ -67,6 +69,9 @@ def sample_metrics(trajectory: Trajectory) -> dict[str, float]:
         metrics.update(_vector_action_metrics(trajectory.actions))
     else:
         metrics.update(_discrete_action_metrics(trajectory))
+    masks = trajectory.action_masks
+    if masks is not None:  # the share of mask entries masked out, averaged over the steps
+        metrics["action_blocked_ratio"] = 1.0 - float(masks.mean(dtype=np.float64))
     for name, value in trajectory.metadata.get("counters", {}).items():
         if isinstance(value, (int, float)):
             metrics[name] = float(value)

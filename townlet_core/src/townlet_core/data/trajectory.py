@@ -6,7 +6,9 @@ T, map 3-D or 4-D, features 1-D or 2-D, values of length T or T+1, no training a
 non-finite numbers. `actions` are discrete ids (T,) as the original wrote them, or vectors
 (T, A): floats for continuous actions, integers for MultiDiscrete and MultiBinary ones (see
 `townlet_core.data.action_space`); whether they fit a declared action space is checked per
-dataset, by `townlet_core.data.actions`.
+dataset, by `townlet_core.data.actions`. An optional `action_masks` array (T, W) of booleans
+holds which actions each step allowed (`townlet_core.data.masks`); it is kept among the
+extras, read back as `Trajectory.action_masks`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ TRAINING_ARRAYS = ("actions", "old_log_probs", "value_preds", "rewards", "dones"
 OBSERVATION_ARRAYS = ("map", "features")
 REQUIRED_ARRAYS = ("features", *TRAINING_ARRAYS)
 _STEP_ARRAYS = ("actions", "old_log_probs", "rewards", "dones")
+#: The optional per-step action masks (T, W) bool, and the metadata key describing them.
+MASKS = "action_masks"
 
 
 @dataclass
@@ -48,6 +52,11 @@ class Trajectory:
     @property
     def timesteps(self) -> int:
         return int(self.actions.shape[0])
+
+    @property
+    def action_masks(self) -> np.ndarray | None:
+        """(T, W) bool: the actions each step allowed; None when the sample has no masks."""
+        return self.extras.get(MASKS)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array by its file name (`map` only when present)."""
@@ -162,6 +171,23 @@ def _actions(actions: np.ndarray, where: str) -> np.ndarray:
     return continuous
 
 
+def _action_masks(raw: np.ndarray, steps: int, where: str) -> np.ndarray:
+    """`action_masks` as (T, W) bool; a DataError when its shape or values do not fit (how
+    it fits the actions is `townlet_core.data.masks`' check)."""
+    if raw.ndim != 2 or raw.shape[0] != steps or raw.shape[1] < 1:
+        raise DataError(
+            f"{where}: '{MASKS}' must be (T, W) with T={steps} steps and W >= 1 mask entries, "
+            f"found shape {raw.shape}"
+        )
+    if raw.dtype == np.bool_:
+        return raw
+    if not np.issubdtype(raw.dtype, np.integer) or not np.isin(raw, (0, 1)).all():
+        raise DataError(
+            f"{where}: '{MASKS}' must hold booleans (or 0/1 integers), found dtype {raw.dtype}"
+        )
+    return raw.astype(bool)
+
+
 def _observations(
     arrays: Mapping[str, np.ndarray], steps: int, where: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -239,7 +265,9 @@ def build_trajectory(
         if name in REQUIRED_ARRAYS or name == "map":
             continue
         extra = np.asarray(value)
-        if extra.ndim == 0 or extra.shape[0] != steps:
+        if name == MASKS:
+            extra = _action_masks(extra, steps, where)
+        elif extra.ndim == 0 or extra.shape[0] != steps:
             raise DataError(f"{where}: extra array '{name}' must have one entry per step ({steps})")
         trajectory.extras[name] = extra
     meta = trajectory.metadata

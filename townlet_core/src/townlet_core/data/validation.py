@@ -3,10 +3,11 @@
 `check_dataset` reads every sample one at a time (so any size of dataset fits in memory) and
 collects every problem with its file: unreadable, oversized or non-regular files, malformed
 samples (`build_trajectory`), action ids that break the action rules (`data.actions`),
-observations whose shapes differ between samples, and optional schema violations. The
-validate command prints that report; a strategy's `prepare` calls `require_valid_dataset`,
-which raises one DataError listing the same problems, before its run directory exists, and
-otherwise returns a `DatasetSummary` to check an environment against.
+action masks that do not fit the actions (`data.masks`), observations whose shapes differ
+between samples, and optional schema violations. The validate command prints that report;
+a strategy's `prepare` calls `require_valid_dataset`, which raises one DataError listing the
+same problems, before its run directory exists, and otherwise returns a `DatasetSummary` to
+check an environment against.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.data.actions import ActionCount
 from townlet_core.data.manifest import FOUND_GIVEN, DatasetSource, Warn, open_source
+from townlet_core.data.masks import MaskCount
 from townlet_core.data.npz import read_sample
 from townlet_core.data.schema import check_schema
 from townlet_core.errors import DataError
@@ -50,6 +52,8 @@ class DatasetSummary:
     #: The dataset's action space; None (a summary built by hand) means discrete with
     #: `action_dim` actions. For other kinds `action_dim` is the action width A.
     action_space: ActionSpace | None = None
+    #: W, the entries per step of the samples' `action_masks`; None when they hold none.
+    action_mask_width: int | None = None
 
     @property
     def actions(self) -> ActionSpace:
@@ -75,6 +79,8 @@ class DatasetSummary:
             "skipped_not_accepted": self.skipped,
             "strict_paths": self.strict_paths,
             "files": [dict(f) for f in self.files],
+            # only for masked data, so summaries of every earlier dataset read as before
+            **({"action_mask_width": self.action_mask_width} if self.action_mask_width else {}),
         }
 
     def environment_mismatches(
@@ -134,6 +140,7 @@ class ValidationReport:
     source: DatasetSource | None = None
     observation_shapes: dict[ObservationShape, str] = field(default_factory=dict)
     actions: ActionCount = field(default_factory=ActionCount)
+    masks: MaskCount = field(default_factory=MaskCount)
 
     @property
     def ok(self) -> bool:
@@ -185,6 +192,7 @@ class ValidationReport:
             strict_paths=self.source.strict_paths,
             files=tuple(self.source.resolution()),
             action_space=self.actions.action_space,
+            action_mask_width=self.masks.width,
         )
 
 
@@ -223,6 +231,7 @@ def check_dataset(
         try:
             trajectory = read_sample(entry.sample, entry.meta)
             report.actions.add(trajectory)
+            report.masks.add(trajectory)
         except DataError as exc:
             report.add_message(str(exc), file)
             continue
@@ -236,6 +245,11 @@ def check_dataset(
         if schema is not None:
             for problem in check_schema(schema, trajectory.metadata):
                 report.add(file, f"schema '{schema}': {problem}")
+    if report.trajectories and not report.problems:
+        try:
+            report.masks.check_space(report.actions.action_space, str(source.path))
+        except DataError as exc:
+            report.add_message(str(exc), str(source.path))
     if len(report.observation_shapes) > 1:
         detail = "; ".join(
             f"{shape} first in {file}" for shape, file in report.observation_shapes.items()
