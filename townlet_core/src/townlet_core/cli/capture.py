@@ -70,6 +70,12 @@ if TYPE_CHECKING:
     type=click.IntRange(min=1),
     help="Truncate episodes after this many steps (default: the environment's own limit).",
 )
+@click.option(
+    "--action-mask-key",
+    metavar="KEY",
+    help="Read each step's action mask from this observation key (not recorded as a "
+    "feature); default: info['action_mask'] when the environment gives one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
 def capture(
@@ -83,6 +89,7 @@ def capture(
     seed: int,
     out: Path,
     max_episode_steps: int | None,
+    action_mask_key: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -91,7 +98,9 @@ def capture(
 
     Give exactly one budget: --episodes N or --steps N. The same --seed and --num-envs
     give identical data. --env-kwargs and --wrapper build the environment as a training
-    config's env_kwargs and wrappers do; the manifest records them (as data).
+    config's env_kwargs and wrappers do; the manifest records them (as data). Discrete,
+    Box (clipped into its bounds), MultiDiscrete and MultiBinary actions are recorded;
+    action masks, where the environment gives them, are recorded as `action_masks`.
     """
     if (episodes is None) == (steps is None):
         raise click.UsageError("give exactly one of --episodes N or --steps N")
@@ -116,6 +125,7 @@ def capture(
                 seed=seed,
                 out=out,
                 progress=progress,
+                action_mask_key=action_mask_key,
             )
     except EnvSettingsError as exc:
         raise exc.renamed(CLI_OPTIONS) from exc
@@ -159,6 +169,8 @@ def format_summary(summary: CaptureSummary) -> str:
             f"  length: mean {lengths['mean']:.4g}, min {lengths['min']:.0f}, "
             f"max {lengths['max']:.0f}"
         )
+    if summary.action_blocked_ratio is not None:
+        lines.append(f"  action_blocked_ratio: {summary.action_blocked_ratio:.4g}")
     if summary.path is not None:
         lines.append(f"  dataset: {summary.path}")
     return "\n".join(lines)

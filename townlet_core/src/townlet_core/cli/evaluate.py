@@ -41,6 +41,12 @@ import click
 @click.option(
     "--max-episode-steps", type=click.IntRange(min=1), help="Cut episodes at this length."
 )
+@click.option(
+    "--action-mask-key",
+    metavar="KEY",
+    help="Read each step's action mask from this observation key; default: "
+    "info['action_mask'] when the environment gives one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def evaluate(
     checkpoint: Path,
@@ -52,13 +58,16 @@ def evaluate(
     stochastic: bool,
     device: str,
     max_episode_steps: int | None,
+    action_mask_key: str | None,
     as_json: bool,
 ) -> None:
     """Run CHECKPOINT (a checkpoint folder, e.g. RUN_DIR/checkpoint) for N episodes and
     report the mean, std, min and max of return and episode length. Greedy by default.
 
     Pass --env-kwargs and --wrapper as the policy was trained with (a config's env_kwargs
-    and wrappers); they are never read from the checkpoint, which only names them."""
+    and wrappers); they are never read from the checkpoint, which only names them. The
+    checkpoint's action space (Discrete, Box, MultiDiscrete, MultiBinary) must be the
+    environment's; masks, where the environment gives them, restrict its actions."""
     from townlet_core.checkpoints import (
         ObservationSpec,
         check_compatible,
@@ -81,11 +90,17 @@ def evaluate(
     env_id = env_id or recorded_env_id(checkpoint, info)
     settings = settings_from_options(env_id, env_kwargs, wrappers, max_episode_steps)
     try:
-        layout, actions = environment_spaces(settings)
+        spaces = environment_spaces(settings, action_mask_key=action_mask_key)
     except EnvSettingsError as exc:
         raise exc.renamed(CLI_OPTIONS) from exc
     try:
-        check_compatible(checkpoint, info, ObservationSpec.from_layout(layout), actions)
+        check_compatible(
+            checkpoint,
+            info,
+            ObservationSpec.from_layout(spaces.layout),
+            spaces.action_count,
+            action_space=spaces.action_space,
+        )
     except DataError as exc:
         hint = recorded_hint(info.extra, settings)
         if not hint:
@@ -98,7 +113,9 @@ def evaluate(
     policy = TorchPolicy.from_checkpoint(
         checkpoint, device=device_name(torch_device), greedy=not stochastic, seed=seed
     )
-    result = evaluate_policy(settings, policy, episodes=episodes, seed=seed)
+    result = evaluate_policy(
+        settings, policy, episodes=episodes, seed=seed, action_mask_key=action_mask_key
+    )
     if as_json:
         payload = {
             "checkpoint": str(checkpoint),

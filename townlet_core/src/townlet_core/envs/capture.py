@@ -20,6 +20,10 @@ How it works, and why:
   of `(seed, num_envs)` alone.
 - With `out`, each trajectory is written (atomically, by `DatasetWriter`) as soon as it ends,
   so an interrupted capture leaves a readable dataset of every complete trajectory.
+- Actions are recorded as the env is sent them (`as_output`): ids `(T,)` for Discrete,
+  `(T, A)` vectors otherwise, the space in each sample's `action_space` metadata (Discrete
+  captures keep today's metadata exactly). Where the env gives action masks
+  (`townlet_core.envs.masking`), each step's mask is recorded as `action_masks` (T, W).
 
 Reproducibility: the same environment, policy, `seed`, `num_envs` and budget give
 byte-identical arrays. The first reset is seeded with `seed` (a SyncVectorEnv gives env i
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,12 +43,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from townlet_core.__about__ import __version__
+from townlet_core.data.action_space import BOX, DISCRETE, ActionSpace
 from townlet_core.data.trajectory import Trajectory, build_trajectory
 from townlet_core.data.writer import DatasetWriter
 from townlet_core.envs.make import make_vector_env, observation_layout
-from townlet_core.envs.policies import Policy, PolicyOutput, action_count, as_output
+from townlet_core.envs.masking import StepMasks, check_mask_key
+from townlet_core.envs.policies import Policy, PolicyOutput, accepts_action_mask, as_output
 from townlet_core.envs.resolve import resolve_policy
 from townlet_core.envs.settings import EnvSettings
+from townlet_core.envs.spaces import action_space_of
 from townlet_core.errors import ConfigError
 
 #: Info keys that are not per-step counters (Gymnasium's own bookkeeping).
@@ -72,6 +79,9 @@ class CaptureSummary:
     seconds: float
     path: Path | None = None
     trajectories: tuple[Trajectory, ...] = field(default=(), repr=False)
+    #: Mean share of the action mask's entries that were masked out, over the recorded
+    #: steps; None when the env gave no masks.
+    action_blocked_ratio: float | None = None
 
     @property
     def num_trajectories(self) -> int:
@@ -100,7 +110,7 @@ class CaptureSummary:
                 "max": float(values.max()),
             }
 
-        return {
+        out: dict[str, Any] = {
             "env_id": self.env_id,
             "policy": self.policy,
             "seed": self.seed,
@@ -114,6 +124,9 @@ class CaptureSummary:
             "transitions_per_second": self.transitions_per_second,
             "path": str(self.path) if self.path is not None else None,
         }
+        if self.action_blocked_ratio is not None:
+            out["action_blocked_ratio"] = self.action_blocked_ratio
+        return out
 
 
 # --- recording -----------------------------------------------------------------------------
@@ -122,14 +135,21 @@ class CaptureSummary:
 class _StepBuffer:
     """One row per vector step, a column per env; episodes are cut out by (env, rows)."""
 
-    def __init__(self, num_envs: int, layout: Mapping[str, tuple[int, ...]]) -> None:
+    def __init__(
+        self, num_envs: int, layout: Mapping[str, tuple[int, ...]], space: ActionSpace
+    ) -> None:
         self.num_envs = num_envs
         self.capacity = 256
         self.base = 0  # global index of local row 0
         self.used = 0
+        actions: tuple[tuple[int, ...], type[np.generic]] = (
+            ((), np.int64)
+            if space.kind == DISCRETE
+            else (space.shape, np.float32 if space.kind == BOX else np.int64)
+        )
         self.shapes: dict[str, tuple[tuple[int, ...], type[np.generic]]] = {
             **{name: (shape, np.float32) for name, shape in layout.items()},
-            "actions": ((), np.int64),
+            "actions": actions,
             "old_log_probs": ((), np.float32),
             "value_preds": ((), np.float32),
             "rewards": ((), np.float32),
@@ -144,6 +164,11 @@ class _StepBuffer:
     @property
     def full(self) -> bool:
         return self.used == self.capacity
+
+    def add_masks(self, width: int) -> None:
+        """Start recording `action_masks` (W,) per step; rows before now allow everything."""
+        self.shapes["action_masks"] = ((width,), np.bool_)
+        self.arrays["action_masks"] = np.ones((self.capacity, self.num_envs, width), np.bool_)
 
     def make_room(self, keep_from: int) -> None:
         """Drop rows before global row `keep_from`; double the capacity if still over half full."""
@@ -241,7 +266,8 @@ class _Capture:
         quotas: np.ndarray,
         by_steps: bool,
         layout: Mapping[str, tuple[int, ...]],
-        action_dim: int,
+        space: ActionSpace,
+        masks: StepMasks,
         feature_names: list[str] | None,
         writer: DatasetWriter | None,
         keep: bool,
@@ -251,13 +277,19 @@ class _Capture:
         self.env_id = env_id
         self.seed = seed
         self.by_steps = by_steps
-        self.action_dim = action_dim
+        self.space = space
+        self.action_dim = space.count
+        self.masks = masks
+        self.observation_keys = tuple(layout)
         self.feature_names = feature_names
         self.map_shape = list(layout["map"]) if "map" in layout else None
         self.writer = writer
         self.keep = keep
         self.progress = progress
-        self.buffer = _StepBuffer(num_envs, layout)
+        self.buffer = _StepBuffer(num_envs, layout, space)
+        self.recording_masks = False
+        self.blocked = 0.0  # sum over recorded steps of the share of mask entries masked out
+        self.masked_steps = 0
         self.counters = _Counters(num_envs)
         self.left = quotas.copy()
         self.idle = quotas == 0
@@ -285,10 +317,11 @@ class _Capture:
             return int(self.start[self.recording].min())
         return self.buffer.base + self.buffer.used
 
-    def write_inputs(self, observation: Any, output: PolicyOutput) -> int:
-        """Record what the policy saw and did, before the env step reuses its buffers.
-
-        Returns the step's global row.
+    def write_inputs(
+        self, observation: Any, output: PolicyOutput, mask: np.ndarray | None = None
+    ) -> int:
+        """Record what the policy saw (its mask too) and did, before the env step reuses
+        its buffers. Returns the step's global row.
         """
         buffer = self.buffer
         if buffer.full:
@@ -297,11 +330,20 @@ class _Capture:
         buffer.used += 1
         arrays = buffer.arrays
         if isinstance(observation, Mapping):
-            for name, value in observation.items():
-                arrays[name][row] = value
+            for name in self.observation_keys:  # a mask's observation key is no feature
+                arrays[name][row] = observation[name]
         else:
             arrays["features"][row] = observation
         arrays["actions"][row] = output.actions
+        if mask is not None:
+            if not self.recording_masks:
+                buffer.add_masks(self.masks.width)
+                self.recording_masks = True
+            arrays["action_masks"][row] = mask
+            self.blocked += float((~mask[self.recording]).sum()) / self.masks.width
+            self.masked_steps += self.recording_count
+        elif self.recording_masks:
+            arrays["action_masks"][row] = True
         if output.log_probs is not None:
             arrays["old_log_probs"][row] = output.log_probs
         if output.values is not None:
@@ -375,6 +417,10 @@ class _Capture:
         }
         if self.map_shape is not None:
             metadata["map_shape"] = self.map_shape
+        if self.space.kind != DISCRETE:  # Discrete samples keep the original metadata
+            metadata["action_space"] = self.space.as_dict()
+        if self.recording_masks:
+            metadata["action_masks"] = {"width": self.masks.width, "source": self.masks.source}
         where = f"{self.env_id} episode {episode} (env {env})"
         trajectory = build_trajectory(arrays, metadata, source=where)
         trajectory.source = None
@@ -417,6 +463,7 @@ def capture(
     max_episode_steps: int | None = None,
     progress: ProgressLike | None = None,
     keep: bool = True,
+    action_mask_key: str | None = None,
 ) -> CaptureSummary:
     """Run `policy` in `num_envs` copies of `env_id` and record trajectories.
 
@@ -431,22 +478,34 @@ def capture(
     they end and the summary carries none; without, the summary holds them unless `keep` is
     false (evaluation needs only returns and lengths). `progress` is advanced by transitions
     (steps budget) or finished episodes (episodes budget).
+
+    Actions may be Discrete, Box, MultiDiscrete or MultiBinary (see `as_output` for what a
+    policy returns; Box actions are clipped into the bounds, and recorded as sent). Masks
+    (Discrete and MultiDiscrete) come from `info["action_mask"]`, or from the observation
+    key `action_mask_key` (or the settings' own; not recorded as a feature); a policy with
+    `accepts_action_mask` is given them, an action a mask forbids is a ConfigError naming
+    the step, and the masks are recorded as each sample's `action_masks` (T, W).
     """
     quotas = _quotas(episodes, steps, num_envs)
     if max_episode_steps is not None and max_episode_steps < 1:
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
     env_settings = EnvSettings.of(env_id, max_episode_steps)
+    if action_mask_key is not None:
+        env_settings = env_settings.model_copy(update={"action_mask_key": action_mask_key})
+    action_mask_key = env_settings.action_mask_key
     env_id, max_episode_steps = env_settings.id, env_settings.max_episode_steps
     env, vectorization = make_vector_env(env_settings, num_envs)
     try:
-        action_dim = action_count(env.single_action_space, env_id)
-        layout = observation_layout(env.single_observation_space, env_id)
+        space = action_space_of(env.single_action_space, env_id)
         policy_name = _policy_name(policy)
+        masks = StepMasks(space, action_mask_key, policy_name)
+        check_mask_key(env.single_observation_space, action_mask_key, env_id)
+        layout = observation_layout(env.single_observation_space, env_id, action_mask_key)
         if policy == "scripted":
             check_expert_observations(env, env_settings)
         if isinstance(policy, str):
             policy = resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
-        settings = {
+        settings: dict[str, Any] = {
             "env_id": env_id,
             "policy": policy_name,
             "seed": seed,
@@ -456,9 +515,13 @@ def capture(
             "max_episode_steps": max_episode_steps,
             "vectorization": vectorization,
         }
+        if space.kind != DISCRETE:  # Discrete captures keep today's manifest exactly
+            settings["action_space"] = space.as_dict()
         if not env_settings.plain:  # recorded as data; nothing reads it back to import
             recorded = env_settings.as_data()
             settings.update(env_kwargs=recorded["kwargs"], wrappers=recorded["wrappers"])
+        if action_mask_key is not None:
+            settings["action_mask_key"] = action_mask_key
         writer = None if out is None else _open_writer(out, settings)
         names = env.metadata.get("feature_names")
         state = _Capture(
@@ -467,7 +530,8 @@ def capture(
             quotas=quotas,
             by_steps=steps is not None,
             layout=layout,
-            action_dim=action_dim,
+            space=space,
+            masks=masks,
             feature_names=[str(n) for n in names] if names is not None else None,
             writer=writer,
             keep=keep,
@@ -485,6 +549,7 @@ def capture(
             writer.update_metadata(interrupted=False, **_totals(state))
     finally:
         env.close()
+    blocked = state.blocked / state.masked_steps if state.masked_steps else None
     return CaptureSummary(
         env_id=env_id,
         policy=policy_name,
@@ -497,6 +562,7 @@ def capture(
         seconds=seconds,
         path=out,
         trajectories=tuple(state.kept),
+        action_blocked_ratio=blocked,
     )
 
 
@@ -518,16 +584,31 @@ def check_expert_observations(env: Any, settings: EnvSettings) -> None:
 
 def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> None:
     """Step until every env has used its share of the budget."""
-    num_envs, action_dim = state.buffer.num_envs, state.action_dim
-    observation, _ = env.reset(seed=seed)
-    output = as_output(policy(observation), num_envs, action_dim, name)
+    num_envs, space, masks = state.buffer.num_envs, state.space, state.masks
+    wants_mask = accepts_action_mask(policy)
+    masked: Callable[..., object] = policy  # called with action_mask= when it accepts one
+    step = 0
+
+    def act(observation: Any, mask: np.ndarray | None) -> PolicyOutput:
+        if mask is None:
+            return as_output(policy(observation), num_envs, space, name)
+        result = masked(observation, action_mask=mask) if wants_mask else policy(observation)
+        output = as_output(result, num_envs, space, name)
+        masks.check(mask, output.actions, step)
+        return output
+
+    observation, info = env.reset(seed=seed)
+    mask = masks.read(observation, info, step)
+    output = act(observation, mask)
     while True:
-        row = state.write_inputs(observation, output)
+        row = state.write_inputs(observation, output, mask)
         recorded = state.recording_count
         observation, rewards, terminated, truncated, info = env.step(output.actions)
+        step += 1
+        mask = masks.read(observation, info, step)
         ended = state.write_outcome(row, rewards, terminated, truncated, info)
         if ended is None:  # the common case: every episode goes on
-            output = as_output(policy(observation), num_envs, action_dim, name)
+            output = act(observation, mask)
             state.report(recorded, 0)
             continue
         finished, cut = ended
@@ -541,7 +622,7 @@ def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> Non
             state.finish(int(env_index), row, bool(cut[env_index]), 0.0)
         running = state.running
         if running or wants_value.any():
-            output = as_output(policy(observation), num_envs, action_dim, name)
+            output = act(observation, mask)
         values = output.values
         for env_index in np.flatnonzero(wants_value):
             bootstrap = 0.0 if values is None else float(values[env_index])
@@ -553,11 +634,14 @@ def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> Non
 
 def _totals(state: _Capture) -> dict[str, Any]:
     returns = state.returns
-    return {
+    totals: dict[str, Any] = {
         "trajectories": len(returns),
         "transitions": sum(state.lengths),
         "mean_return": sum(returns) / len(returns) if returns else None,
     }
+    if state.masked_steps:
+        totals["action_blocked_ratio"] = state.blocked / state.masked_steps
+    return totals
 
 
 def _open_writer(out: Path, settings: Mapping[str, Any]) -> DatasetWriter:

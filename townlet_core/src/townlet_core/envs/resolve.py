@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from townlet_core._suggest import did_you_mean
-from townlet_core.envs.policies import Policy, RandomPolicy, action_count
+from townlet_core.data.action_space import ActionSpace
+from townlet_core.envs.policies import Policy, RandomPolicy
+from townlet_core.envs.spaces import action_space_of
 from townlet_core.errors import ConfigError
 
 #: The named policies `resolve_policy` knows besides import strings and paths.
@@ -40,20 +42,22 @@ def resolve_policy(
     """Turn a policy spec into a callable: "scripted", "random", "module:factory" or a PATH.
 
     The one place that routes specs, so a checkpoint loader can fill in the PATH branch.
-    With `layout` (the environment's recorded observation layout, see `observation_layout`)
-    a checkpoint is first checked to fit it and `action_space`, as `townlet evaluate` checks.
+    `action_space` is the env's Gymnasium action space (any `action_space_of` maps). With
+    `layout` (the environment's recorded observation layout, see `observation_layout`) a
+    checkpoint is first checked to fit it and the action space (kind, shape, counts), as
+    `townlet evaluate` checks.
     """
     if spec == "scripted":
         from townlet_core.envs.experts import expert_for
 
         return expert_for(env_id)
     if spec == "random":
-        return RandomPolicy(action_count(action_space, env_id), seed)
+        return RandomPolicy(action_space_of(action_space, env_id), seed)
     path = Path(spec).expanduser()
     if _IMPORT_STRING.match(spec) and not path.exists():
         return _import_policy(spec, env_id)
     if path.exists() or _looks_like_path(spec):
-        fits = None if layout is None else (layout, action_count(action_space, env_id))
+        fits = None if layout is None else (layout, action_space_of(action_space, env_id))
         return _checkpoint_policy(spec, path, seed, fits)
     raise ConfigError(
         f"unknown policy '{spec}'{did_you_mean(spec, NAMED_POLICIES)} (a policy is scripted, "
@@ -69,11 +73,11 @@ def _checkpoint_policy(
     spec: str,
     path: Path,
     seed: int = 0,
-    fits: tuple[Mapping[str, tuple[int, ...]], int] | None = None,
+    fits: tuple[Mapping[str, tuple[int, ...]], ActionSpace] | None = None,
 ) -> Policy:
     """A trained policy from a checkpoint folder (greedy); loading weights needs torch.
 
-    With `fits` (observation layout, action count) the checkpoint's description is checked
+    With `fits` (observation layout, action space) the checkpoint's description is checked
     against them first: a misfit is named field by field instead of failing on a shape.
     """
     if not path.exists():
@@ -84,8 +88,14 @@ def _checkpoint_policy(
     if fits is not None:
         from townlet_core.checkpoints import ObservationSpec, check_compatible, read_info
 
-        layout, actions = fits
-        check_compatible(path, read_info(path), ObservationSpec.from_layout(layout), actions)
+        layout, space = fits
+        check_compatible(
+            path,
+            read_info(path),
+            ObservationSpec.from_layout(layout),
+            space.count,
+            action_space=space,
+        )
     from townlet_core.runtime.torch_guard import require_torch
 
     require_torch(f"Loading the checkpoint policy {spec}", "bc")
