@@ -33,7 +33,10 @@ from typing import Any
 from townlet_core import TrainingContext, atomic_write_json
 from townlet_core.checkpoints import INFO_FILE, STATE_FILE, WEIGHTS_FILE
 from townlet_core.envs.settings import EnvSettings, checkpoint_record
+from townlet_core.envs.spaces import ActionMapping
 from townlet_core.nn import PolicyNetwork, save_checkpoint
+from townlet_core.nn.normalize import RewardScaler
+from townlet_strategies_ppo import reward_scaling
 
 PERIODIC_DIR = "checkpoints"
 FINAL_DIR = "checkpoint"
@@ -70,6 +73,11 @@ class Checkpoints:
         self.env_id = env_id
         self.extra = checkpoint_record(env_settings)
         self.folder = context.run_dir / PERIODIC_DIR
+        #: How the policy's Box actions reach the env, recorded with it.
+        self.action_mapping: ActionMapping = "clip"
+        #: The trainer's reward scaling, whose statistics each checkpoint records (None:
+        #: rewards are not scaled).
+        self.reward_scaler: RewardScaler | None = None
 
     def _warn(self, message: str) -> None:
         self.context.log(f"townlet: warning: {message}")
@@ -90,9 +98,17 @@ class Checkpoints:
             metrics=metrics,
             env_id=self.env_id,
             training_state=training_state,
-            extra=self.extra,
+            extra=self._extra(),
+            action_mapping=self.action_mapping,
         )
         return path
+
+    def _extra(self) -> dict[str, Any] | None:
+        """The env settings and, with reward scaling, its statistics now."""
+        if self.reward_scaler is None:
+            return self.extra
+        record = reward_scaling.checkpoint_record(self.reward_scaler)
+        return {**(self.extra or {}), reward_scaling.EXTRA_KEY: record}
 
     # ------------------------------------------------------------------ periodic
 

@@ -22,17 +22,20 @@ from townlet_core.checkpoints import (
     check_compatible,
     read_info,
 )
+from townlet_core.data.action_space import BOX, DISCRETE, MULTI_DISCRETE, ActionSpace
 from townlet_core.data.validation import require_valid_dataset
-from townlet_core.envs.evaluation import environment_spaces
 from townlet_core.envs.settings import EnvSettingsError
 from townlet_core.errors import ConfigError, DataError
+from townlet_strategies_ppo import env_spaces
 from townlet_strategies_ppo.config import PPOConfig
 
 #: float32 values.
 VALUE_BYTES = 4
-#: Per transition besides the observation: the action (int64), reward, flags and validity in
-#: the rollout buffers, and log-prob, value, advantage and return in the flattened batch.
-SCALAR_BYTES_PER_STEP = 64
+#: Per transition besides the observation and the action: reward, flags and validity in the
+#: rollout buffers, and log-prob, value, advantage and return in the flattened batch.
+SCALAR_BYTES_PER_STEP = 56
+#: Per action number per transition (an int64 id or float32 value), in the buffers and batch.
+ACTION_BYTES = 16
 #: Each parameter is held as weights, gradients and Adam's two moments.
 PARAMETER_COPIES = 4
 GIB = 2**30
@@ -45,9 +48,16 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
     starts = _start_checkpoints(context, config)
     if not context.resume:
         _check_network_matches(config, starts)
+        _check_settings_match(config, starts)
     if config.dataset is not None:
         # the same checks as `townlet dataset validate`: nothing it rejects reaches training
         summary = require_valid_dataset(config.dataset)
+        if summary.action_kind != DISCRETE:
+            raise ConfigError(
+                f"ppo.dataset {config.dataset}: holds {summary.actions.describe()} actions; "
+                "PPO's replay mode trains discrete action ids (train other spaces live, "
+                "with ppo.env)"
+            )
         map_shape = summary.map_shape
         replay = ObservationSpec(
             features_dim=summary.features_dim,
@@ -56,15 +66,16 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
         for path, info in starts:
             check_compatible(path, info, replay, summary.action_dim)
     else:
-        layout, action_dim = _environment_spaces(config)
-        map_shape = layout.get("map")
-        observation = ObservationSpec(
-            features_dim=layout["features"][0],
-            map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
-        )
-        check_memory(config, observation, action_dim, physical_memory())
+        observation, actions = _environment_spaces(config)
+        if config.action_mapping != "clip" and actions.kind != BOX:
+            raise ConfigError(
+                f"ppo.action_mapping: {config.action_mapping} maps continuous (Box) actions, "
+                f"but environment '{config.env}' acts in {actions.describe()}; remove "
+                "ppo.action_mapping"
+            )
+        check_memory(config, observation, actions, physical_memory())
         for path, info in starts:
-            check_compatible(path, info, observation, action_dim)
+            check_compatible(path, info, observation, actions.count, actions)
 
 
 def _start_checkpoints(
@@ -107,16 +118,53 @@ def _check_network_matches(config: PPOConfig, starts: list[tuple[Path, Checkpoin
         )
 
 
+def _check_settings_match(config: PPOConfig, starts: list[tuple[Path, CheckpointInfo]]) -> None:
+    """A warm start keeps the checkpoint's action mapping and observation normalisation
+    (its statistics are in the weights): a config that sets either to something else
+    explicitly would be silently overruled, so refuse it, as a differing network field."""
+    differing: list[str] = []
+    for path, info in starts:
+        if "action_mapping" in config.model_fields_set and (
+            config.action_mapping != info.action_mapping
+        ):
+            differing.append(
+                f"{path}: ppo.action_mapping is {config.action_mapping!r} but the checkpoint's "
+                f"policy was trained with {info.action_mapping!r}"
+            )
+        normalised = info.network.normalize_observations
+        if _sets_normalisation(config) and config.network_spec().normalize_observations != (
+            normalised
+        ):
+            differing.append(
+                f"{path}: ppo.normalize_observations is "
+                f"{config.network_spec().normalize_observations} but the checkpoint's network "
+                f"{'normalises' if normalised else 'does not normalise'} its observations"
+            )
+    if differing:
+        raise ConfigError(
+            f"{'; '.join(differing)}. A warm start keeps the checkpoint's policy; remove those "
+            "settings (or set them to the checkpoint's), or start without the checkpoint"
+        )
+
+
+def _sets_normalisation(config: PPOConfig) -> bool:
+    return "normalize_observations" in config.model_fields_set or (
+        "normalize_observations" in config.network.model_fields_set
+    )
+
+
 def _shown(value: object) -> str:
     return str(list(value)) if isinstance(value, tuple) else repr(value)
 
 
-def _environment_spaces(config: PPOConfig) -> tuple[dict[str, tuple[int, ...]], int]:
-    """The environment's observation layout and action count, with its kwargs and wrappers
-    applied (so a wrapper that cannot be imported or built, or kwargs the env refuses, are
-    named as the setting they are); an unknown id is named with the registered ids closest
-    to it."""
+def _environment_spaces(config: PPOConfig) -> tuple[ObservationSpec, ActionSpace]:
+    """The environment's observation (without the mask key) and action space, with its
+    kwargs and wrappers applied (so a wrapper that cannot be imported or built, or kwargs
+    the env refuses, are named as the setting they are); an unknown id is named with the
+    registered ids closest to it, and an action space PPO cannot train by its kind."""
     import gymnasium
+
+    from townlet_core.envs.make import make_vector_env
 
     env_id = config.env
     if ":" not in env_id and env_id not in gymnasium.registry:
@@ -126,13 +174,24 @@ def _environment_spaces(config: PPOConfig) -> tuple[dict[str, tuple[int, ...]], 
             f"ppo.env: unknown environment '{env_id}'{hint} (use a registered Gymnasium id, "
             "or module:Class to import an environment of your own)"
         )
+    field = "ppo.env with ppo.wrappers" if config.wrappers else "ppo.env"
     try:
-        return environment_spaces(config.env_settings())
+        env, _how = make_vector_env(config.env_settings(), 1)
     except EnvSettingsError as exc:
         raise exc.at("ppo.") from exc
     except ConfigError as exc:
-        field = "ppo.env with ppo.wrappers" if config.wrappers else "ppo.env"
         raise ConfigError(f"{field}: {exc}") from exc
+    try:
+        actions = env_spaces.action_space(env.single_action_space, env_id, config.action_mask_key)
+        observation = env_spaces.observation_spec(
+            env.single_observation_space, env_id, config.action_mask_key
+        )
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith("ppo.") else f"{field}: {message}") from exc
+    finally:
+        env.close()
+    return observation, actions
 
 
 def physical_memory() -> int | None:
@@ -145,16 +204,28 @@ def physical_memory() -> int | None:
     return pages * page_size if pages > 0 and page_size > 0 else None
 
 
-def rollout_bytes(config: PPOConfig, observation: ObservationSpec) -> int:
+def rollout_bytes(config: PPOConfig, observation: ObservationSpec, actions: ActionSpace) -> int:
     """The rollout buffers (one observation row more than the rollout) and the flattened
     batch an update trains on."""
     values = observation.features_dim + math.prod(observation.map_shape or (0,))
     steps = config.num_envs * config.num_steps
     observed = steps + config.num_envs
-    return (observed + steps) * values * VALUE_BYTES + steps * SCALAR_BYTES_PER_STEP
+    # a mask, where there can be one: a byte per entry, in the buffers and the batch
+    mask = _head_outputs(actions) if actions.kind in env_spaces.MASKABLE else 0
+    per_step = SCALAR_BYTES_PER_STEP + actions.width * ACTION_BYTES + 2 * mask
+    return (observed + steps) * values * VALUE_BYTES + steps * per_step
 
 
-def network_parameters(spec: NetworkSpec, observation: ObservationSpec, action_dim: int) -> int:
+def _head_outputs(actions: ActionSpace) -> int:
+    """Outputs of the policy head: a logit per action or choice, a mean per dimension."""
+    if actions.kind == MULTI_DISCRETE and actions.nvec is not None:
+        return sum(actions.nvec)
+    return actions.count
+
+
+def network_parameters(
+    spec: NetworkSpec, observation: ObservationSpec, actions: ActionSpace
+) -> int:
     """Parameters of the actor-critic `townlet_core.nn.build_network` builds from `spec`."""
     width = observation.features_dim
     encoder = 0
@@ -164,19 +235,24 @@ def network_parameters(spec: NetworkSpec, observation: ObservationSpec, action_d
     sizes = [width, *(max(size, 0) for size in spec.hidden_sizes)]
     stack = sum((inputs + 1) * outputs for inputs, outputs in itertools.pairwise(sizes))
     stacks = 1 if spec.shared_trunk else 2
-    heads = (sizes[-1] + 1) * (action_dim + 1)
-    return encoder + stacks * stack + heads
+    outputs = _head_outputs(actions)
+    heads = (sizes[-1] + 1) * (outputs + 1)
+    log_std = outputs if actions.kind == BOX else 0
+    return encoder + stacks * stack + heads + log_std
 
 
 def check_memory(
-    config: PPOConfig, observation: ObservationSpec, action_dim: int, available: int | None
+    config: PPOConfig,
+    observation: ObservationSpec,
+    actions: ActionSpace,
+    available: int | None,
 ) -> None:
     """Refuse sizes whose memory is more than this machine has at all (`available` bytes;
     None: unknown, not checked), naming the settings to lower."""
     if available is None:
         return
-    rollout = rollout_bytes(config, observation)
-    parameters = network_parameters(config.network, observation, action_dim)
+    rollout = rollout_bytes(config, observation, actions)
+    parameters = network_parameters(config.network, observation, actions)
     network = parameters * VALUE_BYTES * PARAMETER_COPIES
     total = rollout + network
     if total <= available:

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from townlet_core.checkpoints import NetworkSpec
 from townlet_core.envs.settings import EnvSettings, WrapperSpec
+from townlet_core.envs.spaces import ActionMapping
 
 Schedule = Literal["constant", "linear"]
 
@@ -49,6 +50,36 @@ class PPOConfig(BaseModel):
     )
     init_checkpoint: Path | None = Field(
         None, description="Warm-start from this checkpoint (e.g. a BC run's checkpoint)."
+    )
+    # --- actions and normalisation
+    action_mapping: ActionMapping = Field(
+        "clip",
+        description="Box actions only: how a sampled action reaches the env, clipped to its "
+        "bounds (CleanRL, SB3) or squashed into them through tanh; the log-probability is "
+        "that of the sampled action either way. Recorded in the checkpoint (a warm start "
+        "that does not set it keeps the checkpoint's).",
+    )
+    action_mask_key: str | None = Field(
+        None,
+        min_length=1,
+        description="Discrete and MultiDiscrete actions: read the action mask from this key "
+        "of a Dict observation (it is then no observation feature); unset: from "
+        "info['action_mask'] when the env gives one. Masked actions are never sampled and "
+        "are left out of the update's log-probabilities and entropy.",
+    )
+    normalize_observations: bool = Field(
+        False,
+        description="Normalise the features by their running mean and variance (SB3's "
+        "VecNormalize): updated with every observation of the rollouts, frozen for "
+        "evaluation, kept in the network's weights (so checkpoints, resume, warm starts, "
+        "evaluate and capture carry them). Either this or ppo.network.normalize_observations "
+        "turns it on.",
+    )
+    normalize_rewards: bool = Field(
+        False,
+        description="Divide rewards by the running standard deviation of the discounted "
+        "return (gamma: ppo.gamma) before GAE; reported episode returns stay raw. Its "
+        "statistics are saved in checkpoints (extra.reward_scaler) and the training state.",
     )
     # --- how much
     total_timesteps: int = Field(
@@ -116,14 +147,22 @@ class PPOConfig(BaseModel):
     )
 
     def env_settings(self) -> EnvSettings:
-        """The environment rollouts and evaluations build: env, env_kwargs, wrappers and
-        max_episode_steps together, so the two never differ."""
+        """The environment rollouts and evaluations build: env, env_kwargs, wrappers,
+        max_episode_steps and the mask key together, so the two never differ."""
         return EnvSettings(
             id=self.env,
             kwargs=self.env_kwargs,
             wrappers=tuple(self.wrappers),
             max_episode_steps=self.max_episode_steps,
+            action_mask_key=self.action_mask_key,
         )
+
+    def network_spec(self) -> NetworkSpec:
+        """The network a fresh run builds: `network`, normalising its observations when
+        either `normalize_observations` or `network.normalize_observations` says so."""
+        if self.normalize_observations and not self.network.normalize_observations:
+            return self.network.model_copy(update={"normalize_observations": True})
+        return self.network
 
     @model_validator(mode="after")
     def _env_settings_need_an_env(self) -> PPOConfig:
@@ -132,6 +171,22 @@ class PPOConfig(BaseModel):
             raise ValueError(
                 "ppo.env_kwargs and ppo.wrappers apply to live rollouts, but ppo.dataset "
                 "trains on replay data; remove them, or remove ppo.dataset"
+            )
+        live_only = [
+            name
+            for name, used in (
+                ("ppo.action_mask_key", self.action_mask_key is not None),
+                ("ppo.normalize_observations", self.network_spec().normalize_observations),
+                ("ppo.normalize_rewards", self.normalize_rewards),
+                ("ppo.action_mapping", self.action_mapping != "clip"),
+            )
+            if used
+        ]
+        if self.dataset is not None and live_only:
+            raise ValueError(
+                f"{', '.join(live_only)} apply to live rollouts (masks, statistics and "
+                "actions come from the env), but ppo.dataset trains on replay data; remove "
+                "them, or remove ppo.dataset"
             )
         return self
 

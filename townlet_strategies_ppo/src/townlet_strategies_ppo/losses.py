@@ -5,12 +5,18 @@ al., 2016) beside it. All functions are pure: tensors in, tensors out.
 
     advantages, returns = compute_gae(...)            # how good each action was
     advantages = normalize(advantages)                # per mini-batch (or per batch)
-    new_logp, log_p = action_log_probs(logits, actions)
+    new_logp, entropy = policy_log_probs(distribution, params, actions, masks)
     policy = clipped_surrogate(new_logp, old_logp, advantages, clip_range)
     value = value_loss(new_values, old_values, returns, value_clip)
-    entropy = categorical_entropy(log_p)
-    loss = total_loss(policy.loss, value, entropy, vf_coef, ent_coef)
+    loss = total_loss(policy.loss, value, entropy.mean(), vf_coef, ent_coef)
     # = policy.loss + vf_coef * value - ent_coef * entropy
+
+The objective is the same for every action space: `policy_log_probs` asks the network's
+action distribution (categorical, diagonal Gaussian, one categorical per dimension, or
+Bernoulli; `townlet_core.nn.distributions`) for log pi(a|s) of the actions taken, summed
+over an action's dimensions, and its entropy, both under the action masks the actions were
+sampled with. `action_log_probs` and `categorical_entropy` write out the categorical case
+(what `Categorical` computes) for readers and tests.
 
 `ratio_statistics` and `explained_variance` only describe an update for the telemetry.
 """
@@ -22,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.nn import functional
+
+from townlet_core.nn.distributions import ActionDistribution
 
 #: Standard deviations below this count as "no spread" (the original's threshold).
 ZERO_STD = 1e-8
@@ -75,6 +83,18 @@ def normalize(advantages: torch.Tensor) -> tuple[torch.Tensor, float]:
     """(a - mean) / (std + 1e-8), with the population std used (returned for telemetry)."""
     std = advantages.std(unbiased=False) if advantages.numel() > 1 else advantages.new_zeros(())
     return (advantages - advantages.mean()) / (std + ZERO_STD), float(std)
+
+
+def policy_log_probs(
+    distribution: ActionDistribution,
+    params: torch.Tensor,
+    actions: torch.Tensor,
+    masks: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a|s) of the taken actions and the entropy of pi(.|s), per row, for any action
+    space: `params` are the policy head's outputs, `masks` (rows, width) the legal actions
+    (None: all). A masked action has probability 0, so it adds nothing to the entropy."""
+    return distribution.log_prob_entropy(params, actions, masks)
 
 
 def action_log_probs(

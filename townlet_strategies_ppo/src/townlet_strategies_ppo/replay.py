@@ -83,10 +83,8 @@ class ReplaySource:
         for index, item in enumerate(self.items):
             log_probs, values, bootstrap = item.log_probs, item.values, item.bootstrap
             if recompute:
-                logits, values = network(item.features, item.map)
-                log_probs = (
-                    torch.log_softmax(logits, -1).gather(-1, item.actions[:, None]).squeeze(-1)
-                )
+                params, values = network(item.features, item.map)
+                log_probs = network.distribution.log_prob(params, item.actions)
                 bootstrap = values[-1]  # no observation after the last step is stored
             advantages, returns = compute_gae(
                 item.rewards[:, None],

@@ -37,7 +37,8 @@ from townlet_core.checkpoints import STATE_FILE
 from townlet_core.envs import snapshot
 from townlet_core.errors import DataError
 from townlet_core.nn import PolicyNetwork, load_checkpoint, load_training_state
-from townlet_strategies_ppo import telemetry
+from townlet_core.nn.normalize import RewardScaler
+from townlet_strategies_ppo import reward_scaling, telemetry
 from townlet_strategies_ppo.checkpointing import Checkpoints
 from townlet_strategies_ppo.rollout import CollectorState
 
@@ -131,9 +132,11 @@ class Resumes:
         sampler: torch.Generator,
         env: Any,
         collector: CollectorState | None,
+        reward_scaler: RewardScaler | None = None,
     ) -> dict[str, Any]:
-        """Everything besides the weights that an exact resume needs, as tensors and plain
-        values (`env` and `collector` are None in a replay run)."""
+        """Everything besides the weights (which hold the observation statistics) that an
+        exact resume needs, as tensors and plain values (`env` and `collector` are None in
+        a replay run; `reward_scaler` without reward scaling)."""
         state: dict[str, Any] = {
             "position": {
                 k: (v if not isinstance(v, float) or math.isfinite(v) else None)
@@ -146,6 +149,8 @@ class Resumes:
             "numpy_rng": _numpy_global_state(),
             "python_rng": random.getstate(),
         }
+        if reward_scaler is not None:
+            state[reward_scaling.EXTRA_KEY] = reward_scaler.state_dict()
         if env is not None and collector is not None:
             state["environments"] = self._environments_state(env, collector)
         return state
@@ -181,11 +186,16 @@ class Resumes:
         shuffle_rng: np.random.Generator,
         sampler: torch.Generator,
         total_updates: int,
+        reward_scaler: RewardScaler | None = None,
     ) -> Restored:
-        """Load checkpoint `latest` into the weights, the optimiser and every generator, and
-        read its counters; anything that does not fit is a DataError naming `state.pt`."""
+        """Load checkpoint `latest` into the weights (observation statistics included), the
+        optimiser, every generator and the reward scaling, and read its counters; anything
+        that does not fit is a DataError naming `state.pt`."""
         loaded, _info = load_checkpoint(
-            latest, observation=network.observation, action_dim=network.action_dim
+            latest,
+            observation=network.observation,
+            action_dim=network.action_dim,
+            action_space=network.action_space,
         )
         network.load_state_dict(loaded.state_dict())
         state = load_training_state(latest)
@@ -208,6 +218,14 @@ class Resumes:
                 f"({type(exc).__name__}: {exc}); the checkpoint is damaged or from another "
                 "run, start a new run"
             ) from exc
+        if reward_scaler is not None:
+            saved = state.get(reward_scaling.EXTRA_KEY)
+            if saved is None:
+                raise DataError(
+                    f"{state_path}: training state holds no reward scaling statistics, but "
+                    "the run scales rewards; the checkpoint is from another run, start a new run"
+                )
+            reward_scaling.restore(reward_scaler, saved, state_path)
         return Restored(position, state.get("environments"), state_path)
 
     def resumed(self, latest: Path, position: TrainingPosition, reason: str | None) -> None:
@@ -371,24 +389,31 @@ def restart_seed(seed: int, update: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0])
 
 
-def fresh_collector_state(observation: Any, num_envs: int) -> CollectorState:
-    """The rollout's state right after a reset to `observation`."""
+def fresh_collector_state(
+    observation: Any, num_envs: int, mask: np.ndarray | None = None
+) -> CollectorState:
+    """The rollout's state right after a reset to `observation` (whose action mask is
+    `mask`, None without one)."""
     return CollectorState(
         observation=observation,
         previous_done=np.zeros(num_envs, dtype=bool),
         episode_return=np.zeros(num_envs),
         episode_length=np.zeros(num_envs, dtype=np.int64),
+        mask=mask,
     )
 
 
 def _collector_data(state: CollectorState) -> dict[str, Any]:
-    return {
+    data = {
         "observation": state.observation,
         "previous_done": state.previous_done,
         "episode_return": state.episode_return,
         "episode_length": state.episode_length,
         "counters": dict(state.counters),
     }
+    if state.mask is not None:  # absent, as before masks existed, when there is none
+        data["mask"] = state.mask
+    return data
 
 
 def _collector_from(data: Any, template: Any) -> CollectorState:
@@ -405,12 +430,24 @@ def _collector_from(data: Any, template: Any) -> CollectorState:
         isinstance(k, str) and type(v) in (int, float) for k, v in counters.items()
     ):
         raise snapshot.SnapshotError("the rollout's counters are not numbers by name")
+    mask = data.get("mask")
+    if mask is not None and not (
+        isinstance(mask, np.ndarray)
+        and mask.dtype == np.bool_
+        and mask.ndim == 2
+        and mask.shape[0] == len(fresh.previous_done)
+    ):
+        raise snapshot.SnapshotError(
+            f"the rollout's action mask is {getattr(mask, 'shape', None)}, not one boolean "
+            "row per environment"
+        )
     return CollectorState(
         observation=observation,
         previous_done=data["previous_done"],
         episode_return=data["episode_return"],
         episode_length=data["episode_length"],
         counters={k: float(v) for k, v in counters.items()},
+        mask=mask,
     )
 
 

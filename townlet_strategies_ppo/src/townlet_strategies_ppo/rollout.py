@@ -10,6 +10,16 @@ The network does not change during a rollout, so each step runs only the actor, 
 actions; the log-probabilities of the actions taken and the critic's values come from one
 pass over the whole rollout at its end (one large batch costs far less than many small
 ones).
+
+Every action space goes through the network's distribution (`townlet_core.nn.distributions`):
+actions are stored as sampled (a Box action before clipping or squashing, so its
+log-probability is that of the sampled action, as in CleanRL and SB3) and sent to the env
+by `env_actions`. Where the env gives an action mask (`info["action_mask"]`, or the
+observation key `ppo.action_mask_key` names), each step's mask is stored beside its
+observation: sampling never picks a masked action, and the update computes its
+log-probabilities and entropy under the same mask. With observation normalisation the
+network's statistics take in each observation before the policy acts on it; with reward
+scaling the stored rewards are scaled, the episode returns reported stay raw.
 """
 
 from __future__ import annotations
@@ -21,7 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from townlet_core.data.action_space import ActionSpace
+from townlet_core.envs.spaces import ActionMapping, action_mask, env_actions
 from townlet_core.nn import PolicyNetwork
+from townlet_core.nn.normalize import RewardScaler
+from townlet_strategies_ppo.env_spaces import MASKABLE
 
 _SKIP_INFO = ("final_obs", "final_info", "episode")
 
@@ -32,17 +46,20 @@ class Rollout:
 
     features: torch.Tensor
     map: torch.Tensor | None
-    actions: torch.Tensor
+    actions: torch.Tensor  # (T, N, *action_shape), as sampled
+    masks: torch.Tensor | None  # (T, N, mask width) bool, where the env gives masks
     log_probs: torch.Tensor
     values: torch.Tensor
-    rewards: torch.Tensor
+    rewards: torch.Tensor  # scaled, with reward scaling
     terminated: torch.Tensor
     truncated: torch.Tensor
     valid: torch.Tensor
     last_values: torch.Tensor
-    episode_returns: list[float]
+    episode_returns: list[float]  # raw
     episode_lengths: list[int]
     counters: dict[str, float]
+    #: Mean share of masked-out entries per valid step (None without masks).
+    action_blocked_ratio: float | None = None
 
 
 @dataclass
@@ -54,6 +71,27 @@ class CollectorState:
     episode_return: np.ndarray
     episode_length: np.ndarray
     counters: dict[str, float] = field(default_factory=dict)
+    #: The action mask of `observation` (num_envs, width), None where the env gives none.
+    mask: np.ndarray | None = None
+
+
+def read_mask(
+    observation: Any,
+    info: Mapping[str, Any] | None,
+    space: ActionSpace,
+    mask_key: str | None,
+    where: str,
+) -> np.ndarray | None:
+    """The action mask of a batch of observations (None without one, and always for Box
+    and MultiBinary actions, which masks do not apply to); a state with nothing allowed is
+    a DataError naming `where`."""
+    if space.kind not in MASKABLE:
+        return None
+    return action_mask(observation, info, space, observation_key=mask_key, where=where)
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
+    return torch.empty((), dtype=dtype).numpy().dtype
 
 
 class RolloutCollector:
@@ -72,6 +110,10 @@ class RolloutCollector:
         device: torch.device,
         generator: torch.Generator,
         state: CollectorState,
+        *,
+        mapping: ActionMapping = "clip",
+        mask_key: str | None = None,
+        reward_scaler: RewardScaler | None = None,
     ) -> None:
         self.env = env
         self.network = network
@@ -79,6 +121,11 @@ class RolloutCollector:
         self.device = device
         self.generator = generator
         self.state = state
+        self.mapping: ActionMapping = mapping
+        self.mask_key = mask_key
+        self.reward_scaler = reward_scaler
+        self.space = network.action_space
+        self.distribution = network.distribution
         envs = int(env.num_envs)
         spec = network.observation
         shape = (num_steps, envs)
@@ -88,11 +135,21 @@ class RolloutCollector:
         self.map = (
             np.zeros((*observed, *spec.map_shape), dtype=np.float32) if spec.map_shape else None
         )
-        self.actions = np.zeros(shape, dtype=np.int64)
+        self.actions = np.zeros(
+            (*shape, *self.distribution.action_shape),
+            dtype=_numpy_dtype(self.distribution.action_dtype),
+        )
+        #: Allocated (every entry allowed) once the env first gives a mask.
+        self.masks: np.ndarray | None = None
+        if state.mask is not None:
+            self._allocate_masks(state.mask.shape[-1])
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=np.float32)
         self.truncated = np.zeros(shape, dtype=np.float32)
         self.valid = np.zeros(shape, dtype=np.float32)
+
+    def _allocate_masks(self, width: int) -> None:
+        self.masks = np.ones((self.num_steps, int(self.env.num_envs), width), dtype=bool)
 
     def _store_observation(self, t: int, observation: Any) -> None:
         if isinstance(observation, Mapping):
@@ -102,6 +159,21 @@ class RolloutCollector:
         else:
             self.features[t] = observation
 
+    def _observe(self, t: int, observation: Any) -> None:
+        """Store the observation acted on at step `t` and its mask; the normaliser's
+        statistics take it in first, so the policy acts on it normalised with them (each
+        observation is taken in once: the one after a rollout's last step is the next
+        rollout's first)."""
+        self._store_observation(t, observation)
+        normalizer = self.network.observation_normalizer
+        if normalizer is not None:
+            normalizer.update(self._tensor(self.features[t]))
+        mask = self.state.mask
+        if mask is not None and self.masks is None:
+            self._allocate_masks(mask.shape[-1])
+        if self.masks is not None:
+            self.masks[t] = True if mask is None else mask
+
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device)
 
@@ -109,42 +181,53 @@ class RolloutCollector:
     def _act(self, t: int) -> np.ndarray:
         """Sample actions for the observations stored at step `t` (the actor only), from
         the collector's own generator (saved with each checkpoint, so a resume draws the
-        same actions)."""
+        same actions), never a masked one."""
         map_ = None if self.map is None else self._tensor(self.map[t])
-        logits = self.network.logits(self._tensor(self.features[t]), map_)
-        probabilities = torch.softmax(logits, dim=-1)
-        drawn = torch.multinomial(probabilities, 1, generator=self.generator).squeeze(-1)
+        params = self.network.logits(self._tensor(self.features[t]), map_)
+        mask = None if self.masks is None else self._tensor(self.masks[t])
+        drawn = self.distribution.sample(params, self.generator, mask)
         actions: np.ndarray = drawn.cpu().numpy()
         self.actions[t] = actions
         return actions
 
     def _evaluate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probabilities of the actions taken, values, and the values after the last
-        step: one forward pass over every stored observation."""
-        steps, envs = self.actions.shape
+        """Log-probabilities of the actions taken (under their masks), values, and the
+        values after the last step: one forward pass over every stored observation."""
+        steps, envs = self.actions.shape[:2]
+        rows = steps * envs
         features = self._tensor(self.features).flatten(0, 1)
         map_ = None if self.map is None else self._tensor(self.map).flatten(0, 1)
+        taken = self._tensor(self.actions).reshape(rows, *self.distribution.action_shape)
+        mask = None if self.masks is None else self._tensor(self.masks).reshape(rows, -1)
         with torch.no_grad():
-            logits, values = self.network(features, map_)
+            params, values = self.network(features, map_)
+            log_probs, _entropy = self.distribution.log_prob_entropy(params[:rows], taken, mask)
         values = values.reshape(steps + 1, envs)
-        log_p = torch.log_softmax(logits[: steps * envs], dim=-1)
-        taken = self._tensor(self.actions).reshape(-1, 1)
-        log_probs = log_p.gather(-1, taken).reshape(steps, envs)
-        return log_probs, values[:steps], values[steps]
+        return log_probs.reshape(steps, envs), values[:steps], values[steps]
 
-    def _steps(self, returns: list[float], lengths: list[int], counters: dict[str, float]) -> None:
+    def _steps(
+        self,
+        returns: list[float],
+        lengths: list[int],
+        counters: dict[str, float],
+        update: int,
+    ) -> None:
         """Step every environment `num_steps` times; record finished episodes' returns and
         lengths and sum the info counters."""
         state = self.state
+        scaler = self.reward_scaler
         for t in range(self.num_steps):
-            self._store_observation(t, state.observation)
+            self._observe(t, state.observation)
             actions = self._act(t)
             valid = ~state.previous_done
-            observation, reward, terminated, truncated, info = self.env.step(actions)
+            observation, reward, terminated, truncated, info = self.env.step(
+                env_actions(self.space, actions, self.mapping)
+            )
             reward = np.where(valid, np.asarray(reward, dtype=np.float64), 0.0)
             terminated = np.asarray(terminated, dtype=bool) & valid
             truncated = np.asarray(truncated, dtype=bool) & valid
-            self.rewards[t] = reward
+            done = terminated | truncated
+            self.rewards[t] = reward if scaler is None else scaler.scale(reward, done, valid)
             self.terminated[t] = terminated
             self.truncated[t] = truncated
             self.valid[t] = valid
@@ -152,7 +235,6 @@ class RolloutCollector:
                 _count(counters, info, valid)
             state.episode_return += reward
             state.episode_length += valid
-            done = terminated | truncated
             if done.any():
                 for index in np.flatnonzero(done):
                     returns.append(float(state.episode_return[index]))
@@ -161,14 +243,28 @@ class RolloutCollector:
                 state.episode_length[done] = 0
             state.previous_done = done
             state.observation = observation
+            state.mask = read_mask(
+                observation, info, self.space, self.mask_key, f"update {update}, step {t + 1}"
+            )
 
-    def collect(self) -> Rollout:
+    def _blocked_ratio(self) -> float | None:
+        """Mean share of masked-out entries over the rollout's valid steps."""
+        if self.masks is None:
+            return None
+        valid = self.valid.astype(bool)
+        if not valid.any():
+            return 0.0
+        return float(1.0 - self.masks[valid].mean())
+
+    def collect(self, update: int) -> Rollout:
+        """The next rollout; `update` (1-based) names where a state with every action
+        masked was met."""
         self.network.eval()
         state = self.state
         returns: list[float] = []
         lengths: list[int] = []
         counters: dict[str, float] = {}
-        self._steps(returns, lengths, counters)
+        self._steps(returns, lengths, counters, update)
         self._store_observation(self.num_steps, state.observation)
         log_probs, values, last_values = self._evaluate()
         for key, value in counters.items():
@@ -178,6 +274,7 @@ class RolloutCollector:
             features=self._tensor(self.features[:steps]),
             map=None if self.map is None else self._tensor(self.map[:steps]),
             actions=self._tensor(self.actions),
+            masks=None if self.masks is None else self._tensor(self.masks),
             log_probs=log_probs,
             values=values,
             rewards=self._tensor(self.rewards),
@@ -188,6 +285,7 @@ class RolloutCollector:
             episode_returns=returns,
             episode_lengths=lengths,
             counters=counters,
+            action_blocked_ratio=self._blocked_ratio(),
         )
 
 

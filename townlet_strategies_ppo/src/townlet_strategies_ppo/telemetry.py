@@ -1,9 +1,11 @@
 """One metrics line per update, in the original Townlet trainer's vocabulary (version 1.2).
 
 The always-present keys come first in the original's order; `baseline_*` follow when the
-data has baseline metrics, `conflict.*` when it has conflict features, and then what live
-training adds (episode returns, explained variance, approximate KL, speed). A composing
-strategy adds its own fields to each line; PPO knows nothing of them.
+data has baseline metrics, `conflict.*` when it has conflict features, `info.*` for every
+other numeric counter the environment's `info` carries (e.g. `info.illegal_action`, summed
+over the update's rollout), and then what live training adds (episode returns, explained
+variance, approximate KL, `action_blocked_ratio` where the env gives action masks, speed).
+A composing strategy adds its own fields to each line; PPO knows nothing of them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ def counter_fields(counters: Mapping[str, float]) -> dict[str, float]:
     else:
         fields["chat_quality_mean"] = float(counters.get("chat_quality_mean", 0.0))
     return fields
+
+
+#: Counters `counter_fields` reads besides the eight it reports.
+_READ_COUNTERS = frozenset({*COUNTERS, "chat_quality_sum", "chat_quality_mean"})
+
+
+def info_fields(counters: Mapping[str, float]) -> dict[str, float]:
+    """`info.<key>` for each summed counter that is not one of the eight social ones."""
+    return {
+        f"info.{key}": float(value)
+        for key, value in sorted(counters.items())
+        if key not in _READ_COUNTERS
+    }
 
 
 def baseline_fields(baseline: Mapping[str, float]) -> dict[str, float]:
@@ -114,6 +129,7 @@ def record(
         **counter_fields(counters),
         **baseline_fields(baseline),
         **{f"conflict.{key}_avg": float(value) for key, value in conflict.items()},
+        **info_fields(counters),
         "approx_kl": stats.approx_kl,
         **live,
     }

@@ -23,11 +23,18 @@ import numpy as np
 import torch
 
 from townlet_core import TrainingContext
-from townlet_core.checkpoints import STATE_FILE, ObservationSpec
+from townlet_core.checkpoints import (
+    INFO_FILE,
+    STATE_FILE,
+    ObservationSpec,
+    checkpoint_dir,
+    read_info,
+)
+from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.dto import PPOTrainingResultDTO
 from townlet_core.envs.evaluation import EvaluationResult, evaluate_policy
-from townlet_core.envs.make import make_vector_env, observation_layout
-from townlet_core.envs.policies import action_count
+from townlet_core.envs.make import make_vector_env
+from townlet_core.envs.spaces import ActionMapping
 from townlet_core.errors import DataError, TrainingDivergedError
 from townlet_core.nn import (
     PolicyNetwork,
@@ -38,13 +45,14 @@ from townlet_core.nn import (
     select_device,
     torch_threads,
 )
-from townlet_strategies_ppo import resume, telemetry
+from townlet_core.nn.normalize import RewardScaler
+from townlet_strategies_ppo import env_spaces, resume, reward_scaling, telemetry
 from townlet_strategies_ppo.checkpointing import BEST_DIR, FINAL_DIR, Checkpoints
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import NonFiniteError, compute_gae, explained_variance
 from townlet_strategies_ppo.replay import ReplaySource
 from townlet_strategies_ppo.resume import RESUMES_FILE, TrainingPosition
-from townlet_strategies_ppo.rollout import CollectorState, Rollout, RolloutCollector
+from townlet_strategies_ppo.rollout import CollectorState, Rollout, RolloutCollector, read_mask
 from townlet_strategies_ppo.update import Batch, make_optimizer, ppo_update
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never replay training resets
@@ -77,18 +85,17 @@ class PPOTrainer:
         self.env: Any = None
         if config.dataset is not None:
             self.replay = ReplaySource(config.dataset, self.device)
-            observation, action_dim = self.replay.observation, self.replay.action_dim
+            observation = self.replay.observation
+            actions = ActionSpace(DISCRETE, (), n=self.replay.action_dim)
             self.mode, self.env_id = "replay", None
             self.total_updates = config.replay_updates
         else:
             self.env = self._build_env()
-            layout = observation_layout(self.env.single_observation_space, config.env)
-            map_shape = layout.get("map")
-            observation = ObservationSpec(
-                features_dim=layout["features"][0],
-                map_shape=(map_shape[0], map_shape[1], map_shape[2]) if map_shape else None,
+            mask_key = config.action_mask_key
+            actions = env_spaces.action_space(self.env.single_action_space, config.env, mask_key)
+            observation = env_spaces.observation_spec(
+                self.env.single_observation_space, config.env, mask_key
             )
-            action_dim = action_count(self.env.single_action_space, config.env)
             self.mode, self.env_id = "rollout", config.env
             self.total_updates = max(
                 1, config.total_timesteps // (config.num_envs * config.num_steps)
@@ -97,7 +104,16 @@ class PPOTrainer:
         self.checkpoints = Checkpoints(context, config.keep_checkpoints, self.env_id, settings)
         self.resumes = resume.Resumes(context, self.checkpoints)
         self.resume_point = self.resumes.point() if context.resume else None
-        self.network = self._network(observation, action_dim)
+        self.mapping = self._action_mapping()
+        self.reward_scaler = (
+            RewardScaler(config.num_envs, config.gamma)
+            if config.normalize_rewards and self.env is not None
+            else None
+        )
+        # what every checkpoint records beside the weights
+        self.checkpoints.action_mapping = self.mapping
+        self.checkpoints.reward_scaler = self.reward_scaler
+        self.network = self._network(observation, actions)
         self.optimizer = make_optimizer(self.network, config.learning_rate)
         self.shuffle_rng = np.random.default_rng([context.seed, 1])
         self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
@@ -117,10 +133,7 @@ class PPOTrainer:
             if context.resume:
                 self.resumes.start_over()
             if self.env is not None:
-                observation_batch, _info = self.env.reset(seed=context.seed)
-                self._make_collector(
-                    resume.fresh_collector_state(observation_batch, config.num_envs)
-                )
+                self._make_collector(self._reset(context.seed))
 
     # ------------------------------------------------------------------ set-up
 
@@ -129,19 +142,65 @@ class PPOTrainer:
         _seed_spaces(env, self.context.seed)
         return env
 
-    def _network(self, observation: ObservationSpec, action_dim: int) -> PolicyNetwork:
-        start = self.config.init_checkpoint or self.context.warm_start
+    def _start(self) -> Path | None:
+        """The checkpoint a fresh run (or a start over) warm-starts from, if any."""
+        return self.config.init_checkpoint or self.context.warm_start
+
+    def _action_mapping(self) -> ActionMapping:
+        """How Box actions reach the env: as the checkpoint a resume continues from recorded
+        it; else the config's when it sets one; else as the checkpoint the run starts from
+        recorded it (a warm start keeps its policy's mapping)."""
+        if self.resume_point is not None:
+            return read_info(self.resume_point).action_mapping
+        start = self._start()
+        if "action_mapping" in self.config.model_fields_set or start is None:
+            return self.config.action_mapping
+        return read_info(start).action_mapping
+
+    def _network(self, observation: ObservationSpec, actions: ActionSpace) -> PolicyNetwork:
+        start = self._start()
         if start is not None and self.resume_point is None:  # a start over starts there too
-            network, info = load_checkpoint(start, observation=observation, action_dim=action_dim)
+            network, info = load_checkpoint(
+                start, observation=observation, action_dim=actions.count, action_space=actions
+            )
             self.context.log(f"townlet: ppo starts from {start} ({info.producer.strategy})")
+            saved = info.extra.get(reward_scaling.EXTRA_KEY)
+            if self.reward_scaler is not None and saved is not None:
+                reward_scaling.restore(self.reward_scaler, saved, checkpoint_dir(start) / INFO_FILE)
+                self.context.log(f"townlet: ppo scales rewards with {start}'s statistics")
             return network.to(self.device)
         return build_network(
-            self.config.network, observation, action_dim, seed=self.context.seed
+            self.config.network_spec(),
+            observation,
+            actions.count,
+            seed=self.context.seed,
+            action_space=actions,
         ).to(self.device)
+
+    def _reset(self, seed: int) -> CollectorState:
+        """Reset the environments with `seed`: the rollout's state at their first
+        observations (and their masks)."""
+        observation_batch, info = self.env.reset(seed=seed)
+        mask = read_mask(
+            observation_batch,
+            info,
+            self.network.action_space,
+            self.config.action_mask_key,
+            "the environments' reset",
+        )
+        return resume.fresh_collector_state(observation_batch, self.config.num_envs, mask)
 
     def _make_collector(self, state: CollectorState) -> None:
         self.collector = RolloutCollector(
-            self.env, self.network, self.config.num_steps, self.device, self.sampler, state
+            self.env,
+            self.network,
+            self.config.num_steps,
+            self.device,
+            self.sampler,
+            state,
+            mapping=self.mapping,
+            mask_key=self.config.action_mask_key,
+            reward_scaler=self.reward_scaler,
         )
 
     # ------------------------------------------------------------------ resume (resume.py)
@@ -149,14 +208,26 @@ class PPOTrainer:
     def _training_state(self) -> dict[str, Any]:
         collector = self.collector.state if self.collector is not None else None
         return self.resumes.training_state(
-            self.position, self.optimizer, self.shuffle_rng, self.sampler, self.env, collector
+            self.position,
+            self.optimizer,
+            self.shuffle_rng,
+            self.sampler,
+            self.env,
+            collector,
+            self.reward_scaler,
         )
 
     def _restore(self, latest: Path) -> None:
         """Continue from checkpoint `latest`: weights, optimiser, generators, counters and
         the environments (each read and checked by `resume.py`)."""
         restored = self.resumes.restore(
-            latest, self.network, self.optimizer, self.shuffle_rng, self.sampler, self.total_updates
+            latest,
+            self.network,
+            self.optimizer,
+            self.shuffle_rng,
+            self.sampler,
+            self.total_updates,
+            self.reward_scaler,
         )
         self.position = restored.position
         reason = self._restore_environments(restored) if self.env is not None else None
@@ -175,8 +246,9 @@ class PPOTrainer:
         self.context.log(continued.warning(restored.state_path, self.env_id))
         self.env.close()
         self.env = self._build_env()
-        observation_batch, _info = self.env.reset(seed=continued.seed)
-        self._make_collector(resume.fresh_collector_state(observation_batch, self.config.num_envs))
+        if self.reward_scaler is not None:  # the returns in flight belonged to the old episodes
+            self.reward_scaler.returns[:] = 0.0
+        self._make_collector(self._reset(continued.seed))
         return continued.reason
 
     # ------------------------------------------------------------------ one update
@@ -200,6 +272,7 @@ class PPOTrainer:
             features=flat(rollout.features),
             map=None if rollout.map is None else flat(rollout.map),
             actions=flat(rollout.actions),
+            masks=None if rollout.masks is None else flat(rollout.masks),
             old_log_probs=flat(rollout.log_probs),
             old_values=flat(rollout.values),
             advantages=flat(advantages),
@@ -219,7 +292,7 @@ class PPOTrainer:
     def _evaluate(self, episodes: int) -> EvaluationResult | None:
         if self.env_id is None:
             return None
-        policy = TorchPolicy(self.network, device=self.device, greedy=True)
+        policy = TorchPolicy(self.network, device=self.device, greedy=True, mapping=self.mapping)
         return evaluate_policy(
             self.config.env_settings(),
             policy,
@@ -242,7 +315,7 @@ class PPOTrainer:
                     self.network, config.recompute_old, config.gamma, config.gae_lambda
                 )
                 return batch, self.replay.counters, live
-            rollout = self.collector.collect()
+            rollout = self.collector.collect(update + 1)
         except NonFiniteError as exc:
             raise self._diverged(exc.what, exc.batch, update + 1) from exc
         position.env_steps += config.num_envs * config.num_steps
@@ -250,6 +323,8 @@ class PPOTrainer:
         if rollout.episode_returns:
             live["episode_return_mean"] = float(np.mean(rollout.episode_returns))
             live["episode_length_mean"] = float(np.mean(rollout.episode_lengths))
+        if rollout.action_blocked_ratio is not None:
+            live["action_blocked_ratio"] = rollout.action_blocked_ratio
         return self._live_batch(rollout), rollout.counters, live
 
     def _schedules(self, update: int) -> tuple[float, float]:

@@ -27,10 +27,9 @@ from townlet_strategies_ppo.losses import (
     ZERO_STD,
     NonFiniteError,
     Surrogate,
-    action_log_probs,
-    categorical_entropy,
     clipped_surrogate,
     normalize,
+    policy_log_probs,
     ratio_statistics,
     total_loss,
     value_loss,
@@ -39,7 +38,9 @@ from townlet_strategies_ppo.losses import (
 
 @dataclass
 class Batch:
-    """Valid transitions of one rollout (or replay pass), flattened."""
+    """Valid transitions of one rollout (or replay pass), flattened: actions are
+    (rows, *action_shape) as the network's distribution stores them, `masks` (rows, width)
+    the action masks they were sampled under (None: every action was allowed)."""
 
     features: torch.Tensor
     map: torch.Tensor | None
@@ -49,6 +50,7 @@ class Batch:
     advantages: torch.Tensor
     returns: torch.Tensor
     rewards: torch.Tensor
+    masks: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -100,6 +102,7 @@ class _Columns(NamedTuple):
     old_values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    masks: torch.Tensor | None
 
     def _each(self, take: Callable[[torch.Tensor], torch.Tensor]) -> _Columns:
         return _Columns(
@@ -110,6 +113,7 @@ class _Columns(NamedTuple):
             take(self.old_values),
             take(self.advantages),
             take(self.returns),
+            None if self.masks is None else take(self.masks),
         )
 
     def reorder(self, order: torch.Tensor) -> _Columns:
@@ -148,7 +152,7 @@ class _Telemetry:
         self.clip_range = clip_range
         self.scalars: list[torch.Tensor] = []  # policy, value, total loss, adv std, grad norm
         self.log_ratios: list[torch.Tensor] = []
-        self.log_ps: list[torch.Tensor] = []
+        self.entropies: list[torch.Tensor] = []
         self.advantages: list[torch.Tensor] = []
 
     def add(
@@ -158,7 +162,7 @@ class _Telemetry:
         loss: torch.Tensor,
         adv_std: torch.Tensor,
         grad_norm: torch.Tensor,
-        log_p: torch.Tensor,
+        entropy: torch.Tensor,
         advantages: torch.Tensor,
     ) -> None:
         self.scalars += (
@@ -169,7 +173,7 @@ class _Telemetry:
             grad_norm,
         )
         self.log_ratios.append(surrogate.log_ratio)
-        self.log_ps.append(log_p.detach())
+        self.entropies.append(entropy.detach())
         self.advantages.append(advantages)
 
     def __len__(self) -> int:
@@ -194,7 +198,7 @@ class _Telemetry:
             columns = {
                 _POLICY: losses[:, 0],
                 _VALUE: losses[:, 1],
-                _ENTROPY: _per_minibatch(self.log_ps, lambda p: categorical_entropy(p).mean(-1)),
+                _ENTROPY: _per_minibatch(self.entropies, lambda e: e.mean(-1)),
                 _TOTAL: losses[:, 2],
                 _CLIP: ratios[:, 0],
                 _ADV_MEAN: _per_minibatch(self.advantages, lambda a: a.mean(-1)),
@@ -230,7 +234,9 @@ def ppo_update(
         batch.old_values,
         advantages,
         batch.returns,
+        batch.masks,
     )
+    distribution = network.distribution
     parameters = list(network.parameters())
     before = _Snapshot(network, optimizer)
     # without clipping the norm is still reported: an infinite bound scales by 1
@@ -251,8 +257,8 @@ def ppo_update(
             epoch = whole.reorder(torch.from_numpy(rng.permutation(size)).to(batch.actions.device))
         for start in range(0, size, step):
             mb = epoch if whole_batch else epoch.rows(start, start + step)
-            logits, values = network(mb.features, mb.map)
-            new_log_probs, log_p = action_log_probs(logits, mb.actions)
+            params, values = network(mb.features, mb.map)
+            new_log_probs, entropies = policy_log_probs(distribution, params, mb.actions, mb.masks)
             if prepared is None or not whole_batch:
                 prepared = _minibatch_advantages(mb.advantages, config.advantage_normalization)
             minibatch_adv, adv_std = prepared
@@ -261,7 +267,7 @@ def ppo_update(
             )
             v_loss = value_loss(values, mb.old_values, mb.returns, config.value_clip)
             # without an entropy bonus the entropy is only reported (by the telemetry)
-            entropy = categorical_entropy(log_p).mean() if config.ent_coef else None
+            entropy = entropies.mean() if config.ent_coef else None
             loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
 
             optimizer.zero_grad()
@@ -269,7 +275,7 @@ def ppo_update(
             grad_norm = clip_grad_norm_(parameters, max_norm)
             optimizer.step()
 
-            telemetry.add(surrogate, v_loss, loss, adv_std, grad_norm, log_p, minibatch_adv)
+            telemetry.add(surrogate, v_loss, loss, adv_std, grad_norm, entropies, minibatch_adv)
         if config.target_kl is not None and telemetry.approx_kl(epoch_start) > config.target_kl:
             break
     table = telemetry.table()
