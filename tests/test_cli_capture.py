@@ -79,12 +79,14 @@ def test_capture_prints_a_readable_summary(townlet):
             "'scripted', 'random' or module:factory",
         ),
         (
-            ["--env", "Pendulum-v1", "--episodes", "1", "--policy", "random"],
-            "environment 'Pendulum-v1' has action space Box(-2.0, 2.0, (1,), float32); capture "
-            "and evaluation support Discrete action spaces only",
+            ["--env", "Blackjack-v1", "--episodes", "1", "--policy", "random"],
+            "environment 'Blackjack-v1' has observation space Tuple(Discrete(32), Discrete(11), "
+            "Discrete(2)); Townlet reads Box (vectors, matrices, images), Discrete, and Dict "
+            "observations of Box and Discrete parts: wrap the env (e.g. "
+            "gymnasium.wrappers.FlattenObservation) to fit",
         ),
     ],
-    ids=["unknown-env", "missing-checkpoint", "box-actions"],
+    ids=["unknown-env", "missing-checkpoint", "tuple-observations"],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(townlet, args, message):
     code, out, err = townlet("capture", *args, "--out", "d")

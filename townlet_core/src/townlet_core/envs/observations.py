@@ -8,7 +8,8 @@ Townlet's own spaces already have that layout (a flat Box, or a Dict of `feature
 - a Box of rank 3 is an image: height x width x channels when the last axis is the smallest
   (MiniGrid's 7 x 7 x 3), else channels first; moved to C x H x W, and `uint8` scaled to
   [0, 1]. It becomes the `map`, and `features` is empty;
-- a Box of rank 1 or 2 is flattened into `features`;
+- a Box of rank 1 or 2 is flattened into `features`; a lone Discrete (FrozenLake's cell) is
+  one-hot `features`;
 - a Dict is encoded part by part: vector Boxes (and MultiBinary) flattened, Discrete parts
   one-hot, at most one image (the `map`); its `features` are the parts in key order;
 - a Dict key named `action_mask` (or the settings' `action_mask_key`) is passed through
@@ -57,9 +58,14 @@ class ObservationAdapter:
     image: _Image | None
     passthrough: tuple[str, ...]
     space: Any  # the adapted gymnasium.spaces.Dict
+    onehot: int | None = None  # a lone Discrete observation of this many values
 
     def __call__(self, observation: Any) -> dict[str, np.ndarray]:
-        if not isinstance(observation, Mapping):  # a lone image or matrix
+        if not isinstance(observation, Mapping):  # a lone image, matrix or Discrete value
+            if self.onehot is not None:
+                encoded = np.zeros(self.onehot, dtype=np.float32)
+                encoded[int(observation)] = 1.0
+                return {FEATURES: encoded}
             if self.image is not None:
                 return {FEATURES: np.zeros(0, np.float32), MAP: self._image(observation)}
             return {FEATURES: np.asarray(observation, dtype=np.float32).reshape(-1)}
@@ -114,17 +120,14 @@ def adapter_for(space: Any, env_id: str, mask_key: str | None = None) -> Observa
     """The adapter of an observation space, or a ConfigError naming what cannot be encoded."""
     from gymnasium import spaces
 
-    if isinstance(space, spaces.Box):
-        if len(space.shape) == 3:
-            alone = _image_of(space, None)
-            return ObservationAdapter((), alone, (), _adapted_space(0, alone, space, {}))
-        if len(space.shape) in (1, 2):
-            width = math.prod(space.shape)
-            return ObservationAdapter((), None, (), _adapted_space(width, None, None, {}))
+    lone = _lone_adapter(space)
+    if lone is not None:
+        return lone
     if not isinstance(space, spaces.Dict):
         raise ConfigError(
             f"environment '{env_id}' has observation space {space}; Townlet reads Box "
-            "(vectors, matrices, images) and Dict observations of Box and Discrete parts"
+            "(vectors, matrices, images), Discrete, and Dict observations of Box and Discrete "
+            "parts: wrap the env (e.g. gymnasium.wrappers.FlattenObservation) to fit"
         )
     parts: list[_Part] = []
     image: _Image | None = None
@@ -163,6 +166,22 @@ def adapter_for(space: Any, env_id: str, mask_key: str | None = None) -> Observa
         tuple(passthrough),
         _adapted_space(width, image, image_space, passthrough),
     )
+
+
+def _lone_adapter(space: Any) -> ObservationAdapter | None:
+    """The adapter of a space that is no Dict: an image, a matrix, a Discrete value."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Box) and len(space.shape) == 3:
+        image = _image_of(space, None)
+        return ObservationAdapter((), image, (), _adapted_space(0, image, space, {}))
+    if isinstance(space, spaces.Box) and len(space.shape) in (1, 2):
+        width = math.prod(space.shape)
+        return ObservationAdapter((), None, (), _adapted_space(width, None, None, {}))
+    if isinstance(space, spaces.Discrete) and int(space.start) == 0:
+        n = int(space.n)
+        return ObservationAdapter((), None, (), _adapted_space(n, None, None, {}), onehot=n)
+    return None
 
 
 def _image_of(space: Any, key: str | None) -> _Image:
