@@ -47,7 +47,6 @@ def _summed(run, key):
     return sum(line[key] for line in lines)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "where",
     [

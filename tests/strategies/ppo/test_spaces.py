@@ -137,7 +137,6 @@ def test_ppo_learns_pendulum(train_ppo):
     assert result.eval_mean_return >= -600.0, result.eval_mean_return
 
 
-@pytest.mark.slow
 def test_ppo_trains_multi_discrete(train_ppo, spaces_envs, tmp_path):
     """MultiDiscreteMatch (MultiDiscrete([3, 4]), 8 steps, best 8.0): a random policy
     scores 8 x (1/3 + 1/4) / 2 = 2.33 an episode; 3,072 steps reach at least 6.0 (8.0
@@ -148,7 +147,6 @@ def test_ppo_trains_multi_discrete(train_ppo, spaces_envs, tmp_path):
     assert space == {"kind": "multi_discrete", "shape": [2], "nvec": [3, 4]}
 
 
-@pytest.mark.slow
 def test_ppo_trains_multi_binary(train_ppo, spaces_envs, tmp_path):
     """MultiBinaryMatch (MultiBinary(4), 8 steps, best 8.0): a random policy scores 4.0 an
     episode; 3,072 steps reach at least 7.0 (8.0 with seeds 0-2)."""
