@@ -184,3 +184,13 @@ def test_anneal_summary_round_trips_and_accepts_only_pass():
     assert not summary.accepted()
     assert summary.model_copy(update={"anneal_status": "PASS"}).accepted()
     assert summary.summary_text()[0] == "anneal HOLD on CartPole-v1"
+
+
+def test_a_confident_gaussian_policy_reports_a_negative_entropy():
+    """A Box policy's entropy is a differential entropy: below 0 once its std is small."""
+    from townlet_core.dto import PPOTrainingResultDTO
+
+    result = PPOTrainingResultDTO(
+        **_ppo(loss_entropy=-0.8, batch_entropy_mean=-0.8, action_blocked_ratio=0.4)
+    )
+    assert (result.loss_entropy, result.action_blocked_ratio) == (-0.8, 0.4)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from townlet_core.nn.normalize import OBSERVATION_CLIP, ObservationNormalizer, RewardScaler
+from townlet_core.nn.normalize import (
+    OBSERVATION_CLIP,
+    REWARD_CLIP,
+    ObservationNormalizer,
+    RewardScaler,
+)
 
 
 def test_batched_updates_give_the_statistics_of_all_the_data() -> None:
@@ -40,3 +46,12 @@ def test_reward_scaling_divides_by_the_spread_of_discounted_returns() -> None:
     assert again.state_dict() == state
     step = (np.array([1.0, -1.0]), np.array([True, False]), valid)
     assert np.array_equal(scaler.scale(*step), again.scale(*step))
+
+
+def test_scaled_rewards_are_clipped_as_sb3_clips_them() -> None:
+    scaler = RewardScaler(num_envs=1, gamma=0.99)
+    # a long history of returns with a standard deviation of 0.1
+    scaler.load_state_dict({"mean": 0.0, "var": 0.01, "count": 1e9, "returns": [0.0]})
+    valid, done = np.ones(1, dtype=bool), np.zeros(1, dtype=bool)
+    assert float(scaler.scale(np.full(1, 0.5), done, valid)[0]) == pytest.approx(5.0, rel=1e-3)
+    assert float(scaler.scale(np.full(1, 50.0), done, valid)[0]) == REWARD_CLIP

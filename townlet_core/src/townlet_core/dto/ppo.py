@@ -39,7 +39,10 @@ class PPOTrainingResultDTO(TrainingResultDTO):
     transitions: int = Field(ge=0, description="Transitions in the last update's batch.")
     loss_policy: float
     loss_value: float = Field(ge=0)
-    loss_entropy: float = Field(ge=0, description="Mean policy entropy (not scaled).")
+    loss_entropy: float = Field(
+        description="Mean policy entropy (not scaled); a Gaussian's (Box actions) is a "
+        "differential entropy, below 0 once its standard deviation is small."
+    )
     loss_total: float
     clip_fraction: float = Field(ge=0, le=1)
     adv_mean: float
@@ -56,7 +59,7 @@ class PPOTrainingResultDTO(TrainingResultDTO):
     epoch_duration_sec: float = Field(ge=0)
     data_mode: Literal["replay", "rollout", "mixed"]
     cycle_id: int = Field(ge=0)
-    batch_entropy_mean: float = Field(ge=0)
+    batch_entropy_mean: float  # below 0 for a confident Gaussian policy, as loss_entropy
     batch_entropy_std: float = Field(ge=0)
     grad_norm_max: float = Field(ge=0)
     kl_divergence_max: float = Field(ge=0)
@@ -71,6 +74,12 @@ class PPOTrainingResultDTO(TrainingResultDTO):
     chat_success_events: float = Field(0.0, ge=0)
     chat_failure_events: float = Field(0.0, ge=0)
     chat_quality_mean: float = Field(0.0, ge=0)
+    action_blocked_ratio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Mean share of actions the action mask ruled out per step (masked runs).",
+    )
     baseline_sample_count: float | None = Field(None, ge=0)
     baseline_reward_mean: float | None = None
     baseline_reward_sum: float | None = None

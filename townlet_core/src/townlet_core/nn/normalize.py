@@ -27,6 +27,8 @@ from torch import nn
 EPSILON = 1e-8
 #: Normalised observations are clipped to +-this (SB3's default `clip_obs`).
 OBSERVATION_CLIP = 10.0
+#: Scaled rewards are clipped to +-this (SB3's `clip_reward`, CleanRL's reward transform).
+REWARD_CLIP = 10.0
 #: The count the statistics start from (a tiny prior, as `RunningMeanStd`'s epsilon).
 INITIAL_COUNT = 1e-4
 
@@ -85,7 +87,8 @@ class ObservationNormalizer(nn.Module):
 
 
 class RewardScaler:
-    """Divides rewards by the running standard deviation of the discounted return per env.
+    """Divides rewards by the running standard deviation of the discounted return per env,
+    then clips them to +-`REWARD_CLIP`.
 
     Part of the PPO trainer, not of the policy (a policy never sees rewards). `state_dict`
     is plain floats and lists (JSON- and `torch.save(weights_only=True)`-safe), so the
@@ -109,7 +112,9 @@ class RewardScaler:
             )
             self.mean, self.var, self.count = float(mean), float(var), count
         self.returns[done] = 0.0
-        scaled: np.ndarray = (rewards / np.sqrt(self.var + EPSILON)).astype(np.float32)
+        scaled: np.ndarray = np.clip(
+            rewards / np.sqrt(self.var + EPSILON), -REWARD_CLIP, REWARD_CLIP
+        ).astype(np.float32)
         return scaled
 
     def state_dict(self) -> dict[str, Any]:
