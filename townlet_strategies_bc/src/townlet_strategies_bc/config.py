@@ -104,6 +104,12 @@ class BCConfig(BaseModel):
         "pass (datasets larger than memory); batches are shuffled through a bounded buffer "
         "and each epoch reads the data again.",
     )
+    use_action_masks: bool = Field(
+        True,
+        description="Where the dataset records action masks (`action_masks`), train under "
+        "them: the loss is the masked policy's, so illegal actions get no probability "
+        "(Discrete and MultiDiscrete). False ignores the recorded masks.",
+    )
     eval_env: str | None = Field(
         None,
         description="Evaluate the cloned policy greedily here after training; default: the "

@@ -7,7 +7,9 @@ memory holds a bounded shuffle buffer, one trajectory and a batch, never the dat
 
 Actions are moved in the dtype the network's action distribution trains with
 (`ActionDistribution.action_dtype`): int64 ids or choices for Discrete and MultiDiscrete,
-float32 for Box and for MultiBinary switches (stored as 0/1 integers on disk).
+float32 for Box and for MultiBinary switches (stored as 0/1 integers on disk). Where the
+dataset records action masks (`action_masks`, (T, W) booleans) and they are wanted, each
+split carries them beside the actions; steps of samples without masks allow everything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from townlet_core.data import ReplayDataset, TransitionLoader
+from townlet_core.data.trajectory import MASKS
 
 #: Streaming: transitions in the block-shuffle buffer (at least one batch).
 STREAM_SHUFFLE_BUFFER = 8192
@@ -33,16 +36,25 @@ class Split:
     features: torch.Tensor
     map: torch.Tensor | None
     actions: torch.Tensor
+    #: (rows, W) bool, the actions each step allowed; None: every action was.
+    masks: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
         return int(self.actions.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            t.nbytes for t in (self.features, self.map, self.actions, self.masks) if t is not None
+        )
 
     def rows(self, index: torch.Tensor | slice) -> Split:
         return Split(
             features=self.features[index],
             map=None if self.map is None else self.map[index],
             actions=self.actions[index],
+            masks=None if self.masks is None else self.masks[index],
         )
 
     def chunks(self, size: int) -> Iterator[Split]:
@@ -52,17 +64,25 @@ class Split:
 
 
 def split_in_memory(
-    dataset: ReplayDataset, device: torch.device, action_dtype: torch.dtype = torch.int64
+    dataset: ReplayDataset,
+    device: torch.device,
+    action_dtype: torch.dtype = torch.int64,
+    use_masks: bool = True,
 ) -> Split:
-    """Every transition of `dataset` as one `Split` on `device`."""
+    """Every transition of `dataset` as one `Split` on `device` (with its masks, if any and
+    `use_masks`)."""
     arrays = TransitionLoader(dataset, shuffle=False).arrays()
-    return _split_of(arrays["features"], arrays["map"], arrays["actions"], device, action_dtype)
+    masks = arrays.get(MASKS) if use_masks else None
+    return _split_of(
+        arrays["features"], arrays["map"], arrays["actions"], masks, device, action_dtype
+    )
 
 
 def _split_of(
     features: np.ndarray | None,
     map_array: np.ndarray | None,
     actions: np.ndarray | None,
+    masks: np.ndarray | None,
     device: torch.device,
     action_dtype: torch.dtype,
 ) -> Split:
@@ -71,6 +91,7 @@ def _split_of(
         features=torch.from_numpy(features).to(device),
         map=None if map_array is None else torch.from_numpy(map_array).to(device),
         actions=torch.from_numpy(actions).to(device, dtype=action_dtype),
+        masks=None if masks is None else torch.from_numpy(masks).to(device, dtype=torch.bool),
     )
 
 
@@ -96,6 +117,7 @@ class StreamedSplit:
     seed: int
     shuffle_buffer: int = STREAM_SHUFFLE_BUFFER
     action_dtype: torch.dtype = torch.int64
+    use_masks: bool = True
 
     @property
     def size(self) -> int:
@@ -131,16 +153,19 @@ class StreamedSplit:
                 parts.append(chunk.rows(index))
             start += chunk.size
         maps = [p.map for p in parts if p.map is not None]
+        masks = [p.masks for p in parts if p.masks is not None]
         return Split(
             features=torch.cat([p.features for p in parts]),
             map=torch.cat(maps) if maps else None,
             actions=torch.cat([p.actions for p in parts]),
+            masks=torch.cat(masks) if masks else None,
         )
 
     def _on_device(self, loader: TransitionLoader) -> Iterator[Split]:
         for batch in loader:
+            masks = batch.action_masks if self.use_masks else None
             yield _split_of(
-                batch.features, batch.map, batch.actions, self.device, self.action_dtype
+                batch.features, batch.map, batch.actions, masks, self.device, self.action_dtype
             )
 
 

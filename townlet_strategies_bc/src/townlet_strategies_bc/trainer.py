@@ -149,9 +149,12 @@ def _map_shape(map_array: np.ndarray | None) -> tuple[int, int, int] | None:
 
 
 def _tensors(
-    dataset: ReplayDataset, device: torch.device, action_dtype: torch.dtype = torch.int64
+    dataset: ReplayDataset,
+    device: torch.device,
+    action_dtype: torch.dtype = torch.int64,
+    use_masks: bool = True,
 ) -> Split:
-    return split_in_memory(dataset, device, action_dtype)
+    return split_in_memory(dataset, device, action_dtype, use_masks)
 
 
 def _network(
@@ -190,7 +193,9 @@ def _score(network: PolicyNetwork, split: Split | StreamedSplit) -> tuple[float,
     objective = objective_for(network.action_space)
     total_loss, total_metric = 0.0, 0.0
     for chunk in split.chunks(SCORE_BATCH):
-        loss, metric = objective.sums(network, chunk.features, chunk.map, chunk.actions)
+        loss, metric = objective.sums(
+            network, chunk.features, chunk.map, chunk.actions, chunk.masks
+        )
         total_loss += loss
         total_metric += metric
     return total_loss / split.size, total_metric / split.size
@@ -206,7 +211,6 @@ def _schedule_factor(schedule: str, epoch: int, epochs: int) -> float:
 
 
 def _epoch(
-    objective: Objective,
     network: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     split: Split,
@@ -220,8 +224,8 @@ def _epoch(
     one is gathered batch by batch, since copying it whole each epoch costs more again.
     """
     network.train()
-    whole = split.features.nbytes + (0 if split.map is None else split.map.nbytes)
-    if whole <= PERMUTE_WHOLE_BYTES:
+    objective = objective_for(network.action_space)
+    if split.nbytes <= PERMUTE_WHOLE_BYTES:
         source = split.rows(order)
         order = torch.arange(split.size, device=order.device)
     else:
@@ -241,13 +245,13 @@ def _epoch(
             source.features[rows],
             None if source.map is None else source.map[rows],
             actions,
+            None if source.masks is None else source.masks[rows],
         )
         trace.add(loss, len(actions))
     return trace
 
 
 def _streamed_epoch(
-    objective: Objective,
     network: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     split: StreamedSplit,
@@ -256,9 +260,12 @@ def _streamed_epoch(
 ) -> LossTrace:
     """One pass over a streamed split, shuffled from (seed, epoch); its mini-batch losses."""
     network.train()
+    objective = objective_for(network.action_space)
     trace = LossTrace()
     for batch in split.shuffled(batch_size, epoch):
-        loss = _step(objective, network, optimizer, batch.features, batch.map, batch.actions)
+        loss = _step(
+            objective, network, optimizer, batch.features, batch.map, batch.actions, batch.masks
+        )
         trace.add(loss, batch.size)
     return trace
 
@@ -270,9 +277,10 @@ def _step(
     features: torch.Tensor,
     map_batch: torch.Tensor | None,
     actions: torch.Tensor,
+    masks: torch.Tensor | None,
 ) -> torch.Tensor:
     """One gradient step on one batch; returns its mean loss (detached)."""
-    loss = objective.loss(network, features, map_batch, actions)
+    loss = objective.loss(network, features, map_batch, actions, masks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
@@ -319,13 +327,11 @@ def _fit(
                 group["lr"] = lr
             started = time.perf_counter()
             if isinstance(train_split, StreamedSplit):
-                trace = _streamed_epoch(
-                    objective, network, optimizer, train_split, config.batch_size, epoch
-                )
+                trace = _streamed_epoch(network, optimizer, train_split, config.batch_size, epoch)
             else:
                 shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
                 order = torch.from_numpy(shuffle).to(train_split.actions.device)
-                trace = _epoch(objective, network, optimizer, train_split, order, config.batch_size)
+                trace = _epoch(network, optimizer, train_split, order, config.batch_size)
             losses = trace.losses()
             if reference is None:
                 reference = float(losses[0])
@@ -389,22 +395,32 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     _record_dataset(context, dataset, observation, space)
     network = _network(context, config, observation, space).to(device)
     action_dtype = network.distribution.action_dtype
+    use_masks = config.use_action_masks and dataset.action_mask_width is not None
+    if use_masks:
+        context.log(
+            f"townlet: bc trains under the recorded action masks ({dataset.action_mask_width} "
+            "entries a step): illegal actions get no probability"
+        )
     train_split: Split | StreamedSplit
     val_split: Split | StreamedSplit | None
     if config.streaming:
-        train_split = StreamedSplit(train_set, device, context.seed, action_dtype=action_dtype)
-        val_split = (
-            StreamedSplit(val_set, device, context.seed, action_dtype=action_dtype)
-            if val_set is not None
-            else None
-        )
+
+        def streamed(split: ReplayDataset) -> StreamedSplit:
+            return StreamedSplit(
+                split, device, context.seed, action_dtype=action_dtype, use_masks=use_masks
+            )
+
+        train_split = streamed(train_set)
+        val_split = streamed(val_set) if val_set is not None else None
         context.log(
             f"townlet: bc streams {train_split.size} training transitions from disk "
             f"(shuffle buffer {max(config.batch_size, train_split.shuffle_buffer)})"
         )
     else:
-        train_split = _tensors(train_set, device, action_dtype)
-        val_split = _tensors(val_set, device, action_dtype) if val_set is not None else None
+        train_split = _tensors(train_set, device, action_dtype, use_masks)
+        val_split = (
+            _tensors(val_set, device, action_dtype, use_masks) if val_set is not None else None
+        )
     if network.observation_normalizer is not None and context.warm_start is None:
         _set_statistics(network, train_split)
         context.log("townlet: bc normalises observations by the training split's statistics")
