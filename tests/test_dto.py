@@ -125,8 +125,11 @@ def test_a_continuous_clone_reports_a_negative_likelihood_loss():
     """A Gaussian's negative log-likelihood goes below 0 as the clone grows confident."""
     from townlet_core.dto import BCTrainingResultDTO
 
-    result = BCTrainingResultDTO(**_bc(loss=-1.25, val_loss=-1.1))
+    result = BCTrainingResultDTO(
+        **_bc(loss=-1.25, val_loss=-1.1, accuracy=None, action_mse=0.02, val_action_mse=0.03)
+    )
     assert (result.loss, result.val_loss) == (-1.25, -1.1)
+    assert (result.accuracy, result.action_mse) == (None, 0.02)
 
 
 def _ppo(**overrides):

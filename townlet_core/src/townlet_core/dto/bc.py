@@ -21,7 +21,13 @@ class BCTrainingResultDTO(TrainingResultDTO):
 
     mode: Literal["bc"] = "bc"
     manifest: str = Field(description="The demonstrations trained on (dataset path).")
-    accuracy: float = Field(ge=0.0, le=1.0, description="Training-split accuracy.")
+    accuracy: float | None = Field(
+        ge=0.0,
+        le=1.0,
+        description="Training-split accuracy (exact match per action dimension for "
+        "MultiDiscrete and MultiBinary); None for continuous (Box) actions, which report "
+        "action_mse instead.",
+    )
     loss: float = Field(
         allow_inf_nan=False,
         description="Training-split mean negative log-likelihood of the recorded actions (the "
@@ -29,6 +35,14 @@ class BCTrainingResultDTO(TrainingResultDTO):
         "density's, which goes below 0 as the clone grows confident).",
     )
     val_accuracy: float | None = Field(None, ge=0.0, le=1.0)
+    action_mse: float | None = Field(
+        None,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Box actions: mean squared error of the greedy action (the Gaussian's mean) "
+        "against the recorded one, on the training split.",
+    )
+    val_action_mse: float | None = Field(None, ge=0.0, allow_inf_nan=False)
     val_loss: float | None = Field(None, allow_inf_nan=False)
     learning_rate: float = Field(gt=0.0)
     batch_size: int = Field(gt=0)
