@@ -1,5 +1,4 @@
-"""Helpers of the bc action-space tests: demonstrations recorded with the data writer, and
-Box runs while the result DTO cannot hold them.
+"""Demonstrations recorded with the data writer, for the bc action-space tests.
 
 `record` steps one Gymnasium env with the expert (which answers a batch: the observation goes in
 with a leading axis of one) and writes each episode as a trajectory whose metadata declares
@@ -15,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from townlet_core.data import DatasetWriter, build_trajectory
-from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.spaces import action_space_of
-from townlet_core.errors import StrategyRunError
 
 
 def record(
@@ -62,26 +58,3 @@ def record(
             writer.add(build_trajectory(arrays, {"action_space": space}))
             returns.append(sum(rewards))
     return returns
-
-
-def _result_takes_box_runs() -> bool:
-    """A Box run has no accuracy (its metric is action_mse) and its Gaussian NLL can be
-    negative: the result DTO must allow both (`accuracy: float | None` is requested of
-    townlet_core's dto/bc.py; the negative loss is allowed since dd35c02)."""
-    fields = BCTrainingResultDTO.model_fields
-    loss_bounded = any(getattr(m, "ge", None) is not None for m in fields["loss"].metadata)
-    return not fields["accuracy"].is_required() and not loss_bounded
-
-
-def train_box(
-    train_bc: Callable[..., BCTrainingResultDTO], section: dict[str, Any], **kwargs: Any
-) -> BCTrainingResultDTO:
-    """`train_bc` for a Box dataset. Until the result DTO takes Box runs each one ends in
-    its ValidationError (wrapped by the orchestrator): that, and nothing else, is an
-    expected failure."""
-    try:
-        return train_bc(section, **kwargs)
-    except StrategyRunError as exc:
-        if not _result_takes_box_runs() and "ValidationError" in str(exc):
-            pytest.xfail("BCTrainingResultDTO requires an accuracy: " + str(exc))
-        raise

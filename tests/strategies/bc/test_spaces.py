@@ -17,7 +17,7 @@ from townlet_core.nn.normalize import ObservationNormalizer
 from townlet_core.testing import WARM_START_STRATEGY, WarmStartPlugin, warm_start_section
 from townlet_strategies_bc.divergence import first_diverged
 
-from .helpers import record, train_box
+from .helpers import record
 
 
 @pytest.fixture
@@ -88,13 +88,14 @@ def pendulum_data(tmp_path):
 
 
 def test_a_box_checkpoint_records_its_space_and_evaluates(train_bc, pendulum_data, tmp_path):
-    result = train_box(
-        train_bc,
+    result = train_bc(
         {"dataset": str(pendulum_data), "epochs": 2, "eval_env": "Pendulum-v1", "eval_episodes": 2},
     )
     _, info = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert info.action_space == {"kind": "box", "shape": [1], "low": [-2.0], "high": [2.0]}
     assert result.accuracy is None and result.val_accuracy is None  # Box has action_mse
+    assert result.action_mse is not None and result.val_action_mse is not None
+    assert result.action_mse == info.metrics["action_mse"]
     assert set(info.metrics) == {"action_mse", "loss", "val_action_mse", "val_loss"}
     assert result.eval_episodes == 2 and result.eval_mean_return is not None
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]

@@ -446,10 +446,10 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         env_id=eval_env,
         extra=checkpoint_record(config.eval_env_settings()),
     )
-    # Box actions have no accuracy: their metric is action_mse, in metrics.jsonl and the
-    # checkpoint's metrics.
-    train_accuracy = None if space.kind == BOX else train_metric
-    val_accuracy = None if space.kind == BOX else val_metric
+    # Box actions have no accuracy: their metric is action_mse.
+    box = space.kind == BOX
+    train_accuracy = None if box else train_metric
+    val_accuracy = None if box else val_metric
     evaluation = None
     if eval_env is not None:
         evaluation = evaluate_policy(
@@ -484,6 +484,8 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         loss=train_loss,
         val_accuracy=val_accuracy,
         val_loss=val_loss,
+        action_mse=train_metric if box else None,
+        val_action_mse=val_metric if box else None,
         learning_rate=config.learning_rate,
         batch_size=config.batch_size,
         epochs=config.epochs,
