@@ -17,6 +17,13 @@ WRAPPERS_HELP = (
 )
 
 
+MASK_KEY_HELP = (
+    "Discrete and MultiDiscrete actions: read the action mask from this key of a Dict "
+    "observation (it is then no feature); unset: from info['action_mask'] when the env "
+    "gives one."
+)
+
+
 class CaptureSpec(BaseModel):
     """Record demonstrations before training (used when no `dataset` is given)."""
 
@@ -36,6 +43,7 @@ class CaptureSpec(BaseModel):
     num_envs: int = Field(4, ge=1, description="Environments stepped together.")
     max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
     seed: int | None = Field(None, ge=0, description="Capture seed; default: the run seed.")
+    action_mask_key: str | None = Field(None, min_length=1, description=MASK_KEY_HELP)
 
     def env_settings(self) -> EnvSettings:
         """The environment the demonstrations are recorded in."""
@@ -44,6 +52,7 @@ class CaptureSpec(BaseModel):
             kwargs=self.env_kwargs,
             wrappers=tuple(self.wrappers),
             max_episode_steps=self.max_episode_steps,
+            action_mask_key=self.action_mask_key,
         )
 
 
@@ -122,6 +131,9 @@ class BCConfig(BaseModel):
     eval_wrappers: list[WrapperSpec] = Field(
         default_factory=list, description=WRAPPERS_HELP.format(what="bc.eval_env (which it needs)")
     )
+    eval_action_mask_key: str | None = Field(
+        None, min_length=1, description=MASK_KEY_HELP + " For bc.eval_env (which it needs)."
+    )
     eval_episodes: int = Field(20, ge=1, description="Evaluation episodes.")
     accept_val_accuracy: float | None = Field(
         None,
@@ -137,11 +149,13 @@ class BCConfig(BaseModel):
         """Without bc.eval_env the evaluation runs in the capture environment, with the
         capture's settings: settings for an evaluation environment nobody named would be
         ignored."""
-        if self.eval_env is None and (self.eval_env_kwargs or self.eval_wrappers):
+        if self.eval_env is None and (
+            self.eval_env_kwargs or self.eval_wrappers or self.eval_action_mask_key
+        ):
             raise ValueError(
-                "bc.eval_env_kwargs and bc.eval_wrappers need bc.eval_env; set it, or set "
-                "bc.capture.env_kwargs and bc.capture.wrappers to evaluate in the capture "
-                "environment"
+                "bc.eval_env_kwargs, bc.eval_wrappers and bc.eval_action_mask_key need "
+                "bc.eval_env; set it, or set bc.capture.env_kwargs, bc.capture.wrappers and "
+                "bc.capture.action_mask_key to evaluate in the capture environment"
             )
         return self
 
@@ -158,7 +172,10 @@ class BCConfig(BaseModel):
         the capture's budget, not the evaluation's), else nowhere."""
         if self.eval_env is not None:
             return EnvSettings(
-                id=self.eval_env, kwargs=self.eval_env_kwargs, wrappers=tuple(self.eval_wrappers)
+                id=self.eval_env,
+                kwargs=self.eval_env_kwargs,
+                wrappers=tuple(self.eval_wrappers),
+                action_mask_key=self.eval_action_mask_key,
             )
         if self.capture is not None and self.dataset is None:
             return self.capture.env_settings().spaces_key()
