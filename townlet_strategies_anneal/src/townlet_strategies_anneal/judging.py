@@ -55,6 +55,11 @@ def judge(
         accuracy = result.get("val_accuracy")
         if accuracy is None:
             accuracy = result.get("accuracy")
+        if accuracy is None and result.get("action_mse") is not None:
+            # a clone of continuous actions has no accuracy to gate on: it counts as its
+            # status says, and its action_mse is in the stage's metrics
+            succeeded = result.get("status") == "succeeded"
+            return Judgement(outcome="accepted" if succeeded else "failed")
         passed = accuracy is not None and float(accuracy) >= threshold
         return Judgement(
             outcome="accepted" if passed else "rolled_back",
