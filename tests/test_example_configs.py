@@ -1,0 +1,26 @@
+"""The example configs in examples/configs/ are valid for the strategy they name (each was
+run as documented in its header; running them here would cost a minute each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from townlet_core.runtime.config import load_config_file
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_an_example_config_validates(path: Path) -> None:
+    pytest.importorskip("torch")
+    from townlet_strategies_ppo.config import PPOConfig
+
+    document = load_config_file(path)
+    assert document["strategy"] == "ppo"
+    PPOConfig.model_validate(document["ppo"])
+
+
+def test_there_are_examples() -> None:
+    assert {p.name for p in EXAMPLES} >= {"pendulum-ppo.yaml", "minigrid-cnn.yaml"}
