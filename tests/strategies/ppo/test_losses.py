@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
+from townlet_core.nn.distributions import Categorical
 from townlet_strategies_ppo.losses import (
     clipped_surrogate,
     compute_gae,
     explained_variance,
-    log_probs_and_entropy,
     normalize,
+    policy_log_probs,
     total_loss,
     value_loss,
 )
@@ -123,7 +124,7 @@ def test_value_loss_plain_and_clipped():
 def test_log_probs_and_entropy_match_torch_distributions():
     logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]])
     actions = torch.tensor([1, 2])
-    log_probs, entropy = log_probs_and_entropy(logits, actions)
+    log_probs, entropy = policy_log_probs(Categorical(3), logits, actions, None)
     reference = torch.distributions.Categorical(logits=logits)
     torch.testing.assert_close(log_probs, reference.log_prob(actions))
     torch.testing.assert_close(entropy, reference.entropy())

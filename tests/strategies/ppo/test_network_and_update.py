@@ -10,9 +10,10 @@ from torch.nn import functional
 
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
 from townlet_core.nn import build_network, load_checkpoint, save_checkpoint
+from townlet_core.nn.distributions import Categorical
 from townlet_core.nn.network import ACTOR, CRITIC, PolicyNetwork
 from townlet_strategies_ppo.config import PPOConfig
-from townlet_strategies_ppo.losses import NonFiniteError, action_log_probs
+from townlet_strategies_ppo.losses import NonFiniteError
 from townlet_strategies_ppo.update import Batch, make_optimizer, ppo_update
 
 FLAT = ObservationSpec(features_dim=4)
@@ -50,7 +51,7 @@ def _separate_forward(
 
 
 def _objective(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    chosen, _ = action_log_probs(logits, actions)
+    chosen = Categorical(logits.shape[-1]).log_prob(logits, actions)
     return -chosen.mean() + (values - 1.0).pow(2).mean()
 
 
@@ -65,8 +66,8 @@ def test_stacked_forward_equals_separate_actor_and_critic_values_log_probs_and_g
     torch.testing.assert_close(logits, expected_logits, rtol=0, atol=1e-6)
     torch.testing.assert_close(values, expected_values, rtol=0, atol=1e-6)
     torch.testing.assert_close(
-        action_log_probs(logits, actions)[0],
-        action_log_probs(expected_logits, actions)[0],
+        Categorical(3).log_prob(logits, actions),
+        Categorical(3).log_prob(expected_logits, actions),
         rtol=0,
         atol=1e-6,
     )
@@ -133,7 +134,7 @@ def _batch(network: PolicyNetwork, size: int, returns: torch.Tensor | None = Non
     actions = torch.randint(0, 3, (size,), generator=generator)
     with torch.no_grad():
         logits, values = network(features)
-    old_log_probs, _ = action_log_probs(logits, actions)
+    old_log_probs = Categorical(3).log_prob(logits, actions)
     advantages = torch.randn(size, generator=generator)
     return Batch(
         features=features,

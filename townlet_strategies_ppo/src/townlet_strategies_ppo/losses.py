@@ -15,8 +15,9 @@ The objective is the same for every action space: `policy_log_probs` asks the ne
 action distribution (categorical, diagonal Gaussian, one categorical per dimension, or
 Bernoulli; `townlet_core.nn.distributions`) for log pi(a|s) of the actions taken, summed
 over an action's dimensions, and its entropy, both under the action masks the actions were
-sampled with. `action_log_probs` and `categorical_entropy` write out the categorical case
-(what `Categorical` computes) for readers and tests.
+sampled with (the distributions write out their arithmetic: `torch.distributions`
+validates its arguments on every call, which costs more than a small network's forward
+pass).
 
 `ratio_statistics` and `explained_variance` only describe an update for the telemetry.
 """
@@ -95,31 +96,6 @@ def policy_log_probs(
     space: `params` are the policy head's outputs, `masks` (rows, width) the legal actions
     (None: all). A masked action has probability 0, so it adds nothing to the entropy."""
     return distribution.log_prob_entropy(params, actions, masks)
-
-
-def action_log_probs(
-    logits: torch.Tensor, actions: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(a|s) of the taken actions, and log pi(.|s) of every action (for the entropy).
-
-    Computed directly from log-softmax: `torch.distributions.Categorical` validates its
-    arguments on every call, which costs more than a small network's forward pass.
-    """
-    log_p = torch.log_softmax(logits, dim=-1)
-    return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), log_p
-
-
-def categorical_entropy(log_p: torch.Tensor) -> torch.Tensor:
-    """-sum_a pi(a|s) log pi(a|s), per row of log-probabilities."""
-    return -(log_p.exp() * log_p).sum(-1)
-
-
-def log_probs_and_entropy(
-    logits: torch.Tensor, actions: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(a|s) of the taken actions and the categorical entropy, per row."""
-    chosen, log_p = action_log_probs(logits, actions)
-    return chosen, categorical_entropy(log_p)
 
 
 class RatioStatistics(NamedTuple):
