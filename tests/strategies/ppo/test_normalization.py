@@ -16,13 +16,15 @@ import numpy as np
 import pytest
 import torch
 
+from townlet_core.checkpoints import read_info
 from townlet_core.envs.evaluation import evaluate_policy
 from townlet_core.errors import ConfigError, DataError
 from townlet_core.nn import TorchPolicy, load_checkpoint
 from townlet_core.nn.normalize import INITIAL_COUNT, RewardScaler
 from townlet_core.runtime.metrics import read_metrics
-from townlet_strategies_ppo import checkpointing, reward_scaling
-from townlet_strategies_ppo.telemetry import TIMING_FIELDS
+from townlet_strategies_ppo import reward_scaling
+
+from .conftest import assert_same_weights, metric_lines
 
 #: A few quick Pendulum (Box) updates with both normalisations, checkpointed after each.
 NORMALISED: dict[str, Any] = {
@@ -79,35 +81,14 @@ def test_statistics_survive_save_and_load_and_stay_frozen_in_evaluation(train_pp
 
 
 def test_resume_restores_the_statistics_and_the_reward_scaler_exactly(
-    train_ppo, townlet_orchestrator, tmp_path, monkeypatch
+    interrupted_and_resumed, tmp_path
 ):
-    train_ppo(NORMALISED, seed=5, name="whole")
-    original = checkpointing.Checkpoints.save_periodic
-
-    def stop_after_update_2(self, update, *args, **kwargs):
-        path = original(self, update, *args, **kwargs)
-        if update == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(checkpointing.Checkpoints, "save_periodic", stop_after_update_2)
-    with pytest.raises(KeyboardInterrupt):
-        train_ppo(NORMALISED, seed=5, name="parts", config={"runs_root": str(tmp_path / "o")})
-    monkeypatch.undo()
-    townlet_orchestrator.resume(tmp_path / "parts")
-    whole, whole_info = load_checkpoint(tmp_path / "whole" / "checkpoint")
-    parts, parts_info = load_checkpoint(tmp_path / "parts" / "checkpoint")
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, parts.state_dict()[name]), name
+    interrupted_and_resumed(NORMALISED, seed=5)
+    assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
+    whole_info = read_info(tmp_path / "whole" / "checkpoint")
+    parts_info = read_info(tmp_path / "parts" / "checkpoint")
     assert whole_info.extra["reward_scaler"] == parts_info.extra["reward_scaler"]
-
-    def lines(run):
-        return [
-            {k: v for k, v in line.items() if k not in TIMING_FIELDS}
-            for line in read_metrics(run / "metrics.jsonl")
-        ]
-
-    assert lines(tmp_path / "whole") == lines(tmp_path / "parts")
+    assert metric_lines(tmp_path / "whole") == metric_lines(tmp_path / "parts")
 
 
 def test_a_warm_start_keeps_the_statistics_and_the_reward_scaling(train_ppo, tmp_path, monkeypatch):

@@ -14,54 +14,20 @@ import torch
 
 from townlet_core.nn import load_checkpoint
 from townlet_core.runtime.metrics import read_metrics
-from townlet_strategies_ppo import checkpointing
-from townlet_strategies_ppo.telemetry import TIMING_FIELDS
 
-from .conftest import QUICK
+from .conftest import QUICK, assert_same_weights, metric_lines
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 
-def _lines(run):
-    return [
-        {k: v for k, v in line.items() if k not in TIMING_FIELDS}
-        for line in read_metrics(run / "metrics.jsonl")
-    ]
-
-
-def _weights(folder):
-    network, _ = load_checkpoint(folder)
-    return network.state_dict()
-
-
-def _assert_same_weights(a, b):
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert torch.equal(wa[name], wb[name]), name
-
-
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(
-    train_ppo, townlet_orchestrator, tmp_path, monkeypatch
+    interrupted_and_resumed, tmp_path
 ):
-    train_ppo(QUICK, seed=3, name="whole")
-    original = checkpointing.Checkpoints.save_periodic
-
-    def stop_after_update_2(self, update, *args, **kwargs):
-        path = original(self, update, *args, **kwargs)
-        if update == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(checkpointing.Checkpoints, "save_periodic", stop_after_update_2)
-    with pytest.raises(KeyboardInterrupt):  # its own runs root: no carried-over counters
-        train_ppo(QUICK, seed=3, name="parts", config={"runs_root": str(tmp_path / "other")})
-    assert json.loads((tmp_path / "parts" / "run.json").read_text())["state"] == "interrupted"
-    monkeypatch.undo()
-    resumed = townlet_orchestrator.resume(tmp_path / "parts")
+    resumed, state_before = interrupted_and_resumed(QUICK, seed=3)
+    assert state_before == "interrupted"
     assert resumed.resumed_from_update == 2 and resumed.updates_run == 4
-    _assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
-    assert _lines(tmp_path / "whole") == _lines(tmp_path / "parts")
+    assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
+    assert metric_lines(tmp_path / "whole") == metric_lines(tmp_path / "parts")
 
 
 def test_resume_rewinds_lines_logged_after_the_last_checkpoint(
@@ -93,7 +59,7 @@ def test_resume_rewinds_lines_logged_after_the_last_checkpoint(
         5,
     ]
     townlet_orchestrator.resume(tmp_path / "parts")
-    assert _lines(tmp_path / "whole") == _lines(tmp_path / "parts")
+    assert metric_lines(tmp_path / "whole") == metric_lines(tmp_path / "parts")
 
 
 @pytest.mark.slow
@@ -147,8 +113,8 @@ def test_resume_after_sigkill_of_a_real_process(train_ppo, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed_from_update"] >= 5
-    _assert_same_weights(tmp_path / "whole" / "checkpoint", run / "checkpoint")
-    assert _lines(tmp_path / "whole") == _lines(run)
+    assert_same_weights(tmp_path / "whole" / "checkpoint", run / "checkpoint")
+    assert metric_lines(tmp_path / "whole") == metric_lines(run)
 
 
 def test_a_finished_run_cannot_be_resumed(train_ppo, townlet_orchestrator, tmp_path):
@@ -195,7 +161,7 @@ def test_warm_start_from_bc_the_first_policy_is_the_bc_policy(
     monkeypatch.setattr(trainer_module, "ppo_update", capture_first)
     # a fresh network from seed 42 would differ everywhere
     train_ppo({**QUICK, "init_checkpoint": str(bc_checkpoint)}, name="ppo", seed=42)
-    bc_weights = _weights(bc_checkpoint)
+    bc_weights = load_checkpoint(bc_checkpoint)[0].state_dict()
     for name, tensor in bc_weights.items():
         assert torch.equal(seen["state"][name], tensor), name
 

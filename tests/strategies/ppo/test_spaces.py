@@ -20,8 +20,8 @@ from gymnasium import spaces
 
 from townlet_core.nn import load_checkpoint
 from townlet_core.runtime.metrics import read_metrics
-from townlet_strategies_ppo import checkpointing
-from townlet_strategies_ppo.telemetry import TIMING_FIELDS
+
+from .conftest import assert_same_weights, metric_lines
 
 #: CleanRL-like continuous-control settings (observation and reward normalisation, 10
 #: epochs, lambda 0.95, clip 0.2, Adam 1e-3 decaying), with RL Zoo's Pendulum gamma of 0.9
@@ -229,37 +229,13 @@ def test_the_log_probability_is_that_of_the_sampled_action_before_clipping(bound
     assert rollout.counters["outside"] == 0
 
 
-def test_resume_of_a_box_run_equals_an_uninterrupted_run(
-    train_ppo, townlet_orchestrator, tmp_path, monkeypatch
-):
-    train_ppo(QUICK_BOX, seed=3, name="whole")
-    original = checkpointing.Checkpoints.save_periodic
-
-    def stop_after_update_2(self, update, *args, **kwargs):
-        path = original(self, update, *args, **kwargs)
-        if update == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(checkpointing.Checkpoints, "save_periodic", stop_after_update_2)
-    with pytest.raises(KeyboardInterrupt):
-        train_ppo(QUICK_BOX, seed=3, name="parts", config={"runs_root": str(tmp_path / "other")})
-    monkeypatch.undo()
-    resumed = townlet_orchestrator.resume(tmp_path / "parts")
+def test_resume_of_a_box_run_equals_an_uninterrupted_run(interrupted_and_resumed, tmp_path):
+    resumed, _state = interrupted_and_resumed(QUICK_BOX, seed=3)
     assert resumed.resumed_from_update == 2
+    assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
     whole, _ = load_checkpoint(tmp_path / "whole" / "checkpoint")
-    parts, _ = load_checkpoint(tmp_path / "parts" / "checkpoint")
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, parts.state_dict()[name]), name
     assert "distribution.log_std" in whole.state_dict()
-
-    def lines(run):
-        return [
-            {k: v for k, v in line.items() if k not in TIMING_FIELDS}
-            for line in read_metrics(run / "metrics.jsonl")
-        ]
-
-    assert lines(tmp_path / "whole") == lines(tmp_path / "parts")
+    assert metric_lines(tmp_path / "whole") == metric_lines(tmp_path / "parts")
 
 
 def test_an_unsupported_action_space_is_refused_by_name(train_ppo, tmp_path):
