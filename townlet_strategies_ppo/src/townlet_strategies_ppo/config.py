@@ -8,7 +8,7 @@ entropy bonus): `townlet train --strategy ppo` balances the pole within 60,000 s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -118,6 +118,24 @@ class PPOConfig(BaseModel):
     target_kl: float | None = Field(
         None, gt=0, description="Stop an update's epochs once the approximate KL exceeds this."
     )
+    # --- a warm start (ppo.init_checkpoint, or a composed stage after BC)
+    critic_warmup_rollouts: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="Rollouts at the start of the run that fit only the value function "
+        "(the policy does not move), so a warm-started policy is not trained against a "
+        "random critic. auto: 4 when the run warm-starts live (at most a quarter of its "
+        "updates), else 0; 0 turns it off. Their environment steps count toward "
+        "total_timesteps (replay mode: their passes toward replay_updates).",
+    )
+    critic_warmup_epochs: int | None = Field(
+        None, ge=1, description="Passes over each warm-up rollout (null: update_epochs)."
+    )
+    critic_warmup_learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="The warm-up's constant Adam rate (null: 10 x learning_rate, so a fresh "
+        "critic reaches the scale of the returns within a few rollouts).",
+    )
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="Policy network.")
     torch_threads: int | None = Field(
         1, ge=1, description="Intra-op CPU threads (null: torch's default)."
@@ -187,6 +205,23 @@ class PPOConfig(BaseModel):
                 f"{', '.join(live_only)} apply to live rollouts (masks, statistics and "
                 "actions come from the env), but ppo.dataset trains on replay data; remove "
                 "them, or remove ppo.dataset"
+            )
+        return self
+
+    def total_updates(self) -> int:
+        """Updates the run makes: one per rollout of the budget, or replay_updates."""
+        if self.dataset is not None:
+            return self.replay_updates
+        return max(1, self.total_timesteps // (self.num_envs * self.num_steps))
+
+    @model_validator(mode="after")
+    def _warm_start_settings_fit(self) -> PPOConfig:
+        """A warm-up as long as the run would leave no PPO update."""
+        rollouts = self.critic_warmup_rollouts
+        if isinstance(rollouts, int) and rollouts >= self.total_updates():
+            raise ValueError(
+                f"ppo.critic_warmup_rollouts {rollouts} leaves no PPO update of the run's "
+                f"{self.total_updates()}; lower it, or raise total_timesteps (replay_updates)"
             )
         return self
 

@@ -44,6 +44,8 @@ from townlet_strategies_ppo.rollout import CollectorState
 
 #: The layout of the "environments" entry of a training state.
 ENVIRONMENTS_FORMAT = "townlet-ppo-environments/1"
+#: The critic warm-up's optimiser in a training state (runs with a warm-up only).
+WARMUP_OPTIMIZER_KEY = "critic_warmup_optimizer"
 #: Every resume of a run (from which update, whether it continued exactly), in the run dir.
 RESUMES_FILE = "resumes.json"
 
@@ -133,10 +135,12 @@ class Resumes:
         env: Any,
         collector: CollectorState | None,
         reward_scaler: RewardScaler | None = None,
+        warmup_optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[str, Any]:
         """Everything besides the weights (which hold the observation statistics) that an
         exact resume needs, as tensors and plain values (`env` and `collector` are None in
-        a replay run; `reward_scaler` without reward scaling)."""
+        a replay run; `reward_scaler` without reward scaling; `warmup_optimizer` without a
+        critic warm-up)."""
         state: dict[str, Any] = {
             "position": {
                 k: (v if not isinstance(v, float) or math.isfinite(v) else None)
@@ -151,6 +155,8 @@ class Resumes:
         }
         if reward_scaler is not None:
             state[reward_scaling.EXTRA_KEY] = reward_scaler.state_dict()
+        if warmup_optimizer is not None:
+            state[WARMUP_OPTIMIZER_KEY] = warmup_optimizer.state_dict()
         if env is not None and collector is not None:
             state["environments"] = self._environments_state(env, collector)
         return state
@@ -187,10 +193,12 @@ class Resumes:
         sampler: torch.Generator,
         total_updates: int,
         reward_scaler: RewardScaler | None = None,
+        warmup: tuple[torch.optim.Optimizer, int] | None = None,
     ) -> Restored:
         """Load checkpoint `latest` into the weights (observation statistics included), the
         optimiser, every generator and the reward scaling, and read its counters; anything
-        that does not fit is a DataError naming `state.pt`."""
+        that does not fit is a DataError naming `state.pt`. `warmup`: the critic warm-up's
+        optimiser and its number of updates, restored when the checkpoint is inside them."""
         loaded, _info = load_checkpoint(
             latest,
             observation=network.observation,
@@ -212,6 +220,8 @@ class Resumes:
             torch.set_rng_state(state["torch_rng"])
             _set_numpy_global_state(state["numpy_rng"])
             random.setstate(_as_tuple(state["python_rng"]))
+            if warmup is not None and position.next_update < warmup[1]:
+                restore_optimizer(warmup[0], state[WARMUP_OPTIMIZER_KEY])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             raise DataError(
                 f"{state_path}: training state does not fit this run "

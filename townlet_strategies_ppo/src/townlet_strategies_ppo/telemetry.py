@@ -92,6 +92,7 @@ def record(
     rollout_ticks: int,
     log_stream_offset: int,
     counters: Mapping[str, float],
+    phase: str,
     baseline: Mapping[str, float],
     conflict: Mapping[str, float],
     live: Mapping[str, Any],
@@ -131,6 +132,7 @@ def record(
         **{f"conflict.{key}_avg": float(value) for key, value in conflict.items()},
         **info_fields(counters),
         "approx_kl": stats.approx_kl,
+        "phase": phase,
         **live,
     }
     return line

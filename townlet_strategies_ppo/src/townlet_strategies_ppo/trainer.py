@@ -46,7 +46,7 @@ from townlet_core.nn import (
     torch_threads,
 )
 from townlet_core.nn.normalize import RewardScaler
-from townlet_strategies_ppo import env_spaces, resume, reward_scaling, telemetry
+from townlet_strategies_ppo import critic_warmup, env_spaces, resume, reward_scaling, telemetry
 from townlet_strategies_ppo.checkpointing import BEST_DIR, FINAL_DIR, Checkpoints
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import NonFiniteError, compute_gae, explained_variance
@@ -115,6 +115,7 @@ class PPOTrainer:
         self.checkpoints.reward_scaler = self.reward_scaler
         self.network = self._network(observation, actions)
         self.optimizer = make_optimizer(self.network, config.learning_rate)
+        self._set_up_warmup()
         self.shuffle_rng = np.random.default_rng([context.seed, 1])
         self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
         carried = context.state
@@ -177,6 +178,20 @@ class PPOTrainer:
             action_space=actions,
         ).to(self.device)
 
+    def _set_up_warmup(self) -> None:
+        """The first updates of a warm start fit only the critic (`critic_warmup.py`), with
+        an optimiser of their own (the PPO one starts fresh after them)."""
+        self.warmup_updates = critic_warmup.warmup_rollouts(
+            self.config, self._start() is not None, self.total_updates
+        )
+        self.critic: critic_warmup.CriticOnly | None = None
+        self.warmup_optimizer: torch.optim.Optimizer | None = None
+        if self.warmup_updates:
+            self.critic = critic_warmup.critic_only(self.network)
+            self.warmup_optimizer = critic_warmup.make_warmup_optimizer(
+                self.critic, critic_warmup.warmup_learning_rate(self.config)
+            )
+
     def _reset(self, seed: int) -> CollectorState:
         """Reset the environments with `seed`: the rollout's state at their first
         observations (and their masks)."""
@@ -215,6 +230,7 @@ class PPOTrainer:
             self.env,
             collector,
             self.reward_scaler,
+            self.warmup_optimizer,
         )
 
     def _restore(self, latest: Path) -> None:
@@ -228,6 +244,7 @@ class PPOTrainer:
             self.sampler,
             self.total_updates,
             self.reward_scaler,
+            warmup=(self.warmup_optimizer, self.warmup_updates) if self.warmup_optimizer else None,
         )
         self.position = restored.position
         reason = self._restore_environments(restored) if self.env is not None else None
@@ -328,9 +345,13 @@ class PPOTrainer:
         return self._live_batch(rollout), rollout.counters, live
 
     def _schedules(self, update: int) -> tuple[float, float]:
-        """Learning rate (applied to the optimiser) and clip range for `update`."""
+        """Learning rate (applied to the optimiser) and clip range for `update`: over the
+        PPO updates, which start after the critic warm-up's (whose rate is constant)."""
         config = self.config
-        remaining = 1.0 - update / self.total_updates
+        if update < self.warmup_updates:
+            return config.learning_rate, config.clip_range
+        ppo_updates = self.total_updates - self.warmup_updates
+        remaining = 1.0 - (update - self.warmup_updates) / ppo_updates
         lr = config.learning_rate * (remaining if config.lr_schedule == "linear" else 1.0)
         clip = config.clip_range * (remaining if config.clip_schedule == "linear" else 1.0)
         for group in self.optimizer.param_groups:
@@ -358,8 +379,23 @@ class PPOTrainer:
         collected = time.perf_counter()
         if not bool(torch.isfinite(batch.advantages).all()):
             raise self._diverged("advantages", 0, update + 1)
+        warming_up = update < self.warmup_updates
         try:
-            stats = ppo_update(self.network, self.optimizer, batch, config, clip, self.shuffle_rng)
+            if warming_up:  # the critic warm-up: value loss only, the policy stays put
+                assert self.warmup_optimizer is not None
+                stats = ppo_update(
+                    self.network,
+                    self.warmup_optimizer,
+                    batch,
+                    config,
+                    clip,
+                    self.shuffle_rng,
+                    value_only=self.critic,
+                )
+            else:
+                stats = ppo_update(
+                    self.network, self.optimizer, batch, config, clip, self.shuffle_rng
+                )
         except NonFiniteError as exc:
             raise self._diverged(f"losses ({exc.what})", 0, update + 1) from exc
         finished = time.perf_counter()
@@ -400,6 +436,7 @@ class PPOTrainer:
             rollout_ticks=rollout_ticks,
             log_stream_offset=position.log_stream_offset,
             counters=counters,
+            phase=critic_warmup.WARMUP_PHASE if warming_up else critic_warmup.PPO_PHASE,
             baseline=self.replay.baseline if self.replay is not None else {},
             conflict=self.replay.conflict if self.replay is not None else {},
             live=live,

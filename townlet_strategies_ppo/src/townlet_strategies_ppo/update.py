@@ -23,6 +23,7 @@ from torch.nn.utils import clip_grad_norm_
 from townlet_core.nn import PolicyNetwork
 from townlet_core.nn.optim import PPO_ADAM_EPS, make_adam
 from townlet_strategies_ppo.config import PPOConfig
+from townlet_strategies_ppo.critic_warmup import CriticOnly
 from townlet_strategies_ppo.losses import (
     ZERO_STD,
     NonFiniteError,
@@ -219,9 +220,15 @@ def ppo_update(
     config: PPOConfig,
     clip_range: float,
     rng: np.random.Generator,
+    value_only: CriticOnly | None = None,
 ) -> UpdateStats:
     """Run `config.update_epochs` epochs over `batch`; raise NonFiniteError on NaN/Inf, with
-    the network and optimiser left as they were before the update."""
+    the network and optimiser left as they were before the update.
+
+    With `value_only` (the critic warm-up, `critic_warmup.py`) the loss is the value loss
+    alone, `optimizer` steps only `value_only.parameters` and the actor half of stacked
+    gradients is zeroed, so the policy does not move; the epochs are
+    `config.critic_warmup_epochs` (or `update_epochs`). The policy loss is still reported."""
     network.train()
     advantages = batch.advantages
     if config.advantage_normalization == "batch":
@@ -237,7 +244,7 @@ def ppo_update(
         batch.masks,
     )
     distribution = network.distribution
-    parameters = list(network.parameters())
+    parameters, epochs = _stepped(network, config, value_only)
     before = _Snapshot(network, optimizer)
     # without clipping the norm is still reported: an infinite bound scales by 1
     max_norm = config.max_grad_norm if config.max_grad_norm is not None else float("inf")
@@ -248,7 +255,7 @@ def ppo_update(
     prepared: tuple[torch.Tensor, torch.Tensor] | None = None
     telemetry = _Telemetry(clip_range)
     epochs_run = 0
-    for _epoch in range(config.update_epochs):
+    for _epoch in range(epochs):
         epochs_run += 1
         epoch_start = len(telemetry)
         if whole_batch:
@@ -268,10 +275,15 @@ def ppo_update(
             v_loss = value_loss(values, mb.old_values, mb.returns, config.value_clip)
             # without an entropy bonus the entropy is only reported (by the telemetry)
             entropy = entropies.mean() if config.ent_coef else None
-            loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
+            if value_only is None:
+                loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
+            else:
+                loss = v_loss
 
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
+            if value_only is not None:
+                value_only.mask()
             grad_norm = clip_grad_norm_(parameters, max_norm)
             optimizer.step()
 
@@ -284,6 +296,15 @@ def ppo_update(
         before.restore(network, optimizer)
         raise NonFiniteError(diverged)
     return _summarise(table, epochs_run)
+
+
+def _stepped(
+    network: PolicyNetwork, config: PPOConfig, value_only: CriticOnly | None
+) -> tuple[list[torch.nn.Parameter], int]:
+    """The parameters an update steps (and clips the gradient norm of) and its epochs."""
+    if value_only is None:
+        return list(network.parameters()), config.update_epochs
+    return value_only.parameters, config.critic_warmup_epochs or config.update_epochs
 
 
 class _Snapshot:
