@@ -18,6 +18,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "townlet_core.cli.capture:capture",
         "Record trajectories from a Gymnasium environment.",
     ),
+    "config": (
+        "townlet_core.cli.config_cmd:config",
+        "Convert original Townlet training configs (migrate).",
+    ),
     "dataset": ("townlet_core.cli.dataset:dataset", "Inspect and validate datasets."),
     "evaluate": (
         "townlet_core.cli.evaluate:evaluate",
