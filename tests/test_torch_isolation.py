@@ -51,6 +51,7 @@ def test_torch_is_installed_here_so_the_check_means_something():
         "assert main(['strategies', 'list', '--json']) == 0",
         "assert main(['strategies', 'list', '--check']) == 0",
         "assert main(['train', '--help']) == 0",
+        "assert main(['config', 'migrate', '--help']) == 0",
         "import townlet_core.testing",
     ],
     ids=[
@@ -61,6 +62,7 @@ def test_torch_is_installed_here_so_the_check_means_something():
         "list-json",
         "list-check",
         "train-help",
+        "config-migrate-help",
         "testing-kit",
     ],
 )
