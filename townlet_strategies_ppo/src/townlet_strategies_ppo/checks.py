@@ -29,6 +29,13 @@ from townlet_core.errors import ConfigError, DataError
 from townlet_strategies_ppo import env_spaces
 from townlet_strategies_ppo.config import PPOConfig
 
+#: Why a run with a BC term and nothing to start from is refused.
+NO_REFERENCE = (
+    "ppo.bc_weight: the BC term keeps the policy close to the one the run starts from, but "
+    "this run starts from a fresh network; set ppo.init_checkpoint (e.g. a BC run's "
+    "checkpoint), or remove ppo.bc_weight"
+)
+
 #: float32 values.
 VALUE_BYTES = 4
 #: Per transition besides the observation and the action: reward, flags and validity in the
@@ -46,6 +53,8 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
     checkpoint is unusable, or the run's memory cannot fit this machine (the device was
     checked before, for every torch strategy: `execution.check_device`)."""
     starts = _start_checkpoints(context, config)
+    if config.bc_weight > 0 and not starts:
+        raise ConfigError(NO_REFERENCE)
     if not context.resume:
         _check_network_matches(config, starts)
         _check_settings_match(config, starts)

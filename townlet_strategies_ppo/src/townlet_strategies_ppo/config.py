@@ -18,6 +18,7 @@ from townlet_core.envs.settings import EnvSettings, WrapperSpec
 from townlet_core.envs.spaces import ActionMapping
 
 Schedule = Literal["constant", "linear"]
+BCWeightSchedule = Literal["constant", "linear", "exponential"]
 
 
 class PPOConfig(BaseModel):
@@ -136,6 +137,24 @@ class PPOConfig(BaseModel):
         description="The warm-up's constant Adam rate (null: 10 x learning_rate, so a fresh "
         "critic reaches the scale of the returns within a few rollouts).",
     )
+    bc_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a behaviour-cloning term, KL(pi_init || pi) on each batch's "
+        "states, pi_init the policy the run started from (ppo.init_checkpoint or the "
+        "warm start a composing strategy hands it): keeps fine-tuning close to the clone. 0: off.",
+    )
+    bc_weight_schedule: BCWeightSchedule = Field(
+        "constant",
+        description="How bc_weight changes over the PPO updates: constant, linear to "
+        "bc_weight_final at the last update, or exponential (geometric) to bc_weight_final.",
+    )
+    bc_weight_final: float = Field(
+        0.0,
+        ge=0,
+        description="The BC term's weight at the last update (linear and exponential "
+        "schedules; exponential needs it above 0).",
+    )
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="Policy network.")
     torch_threads: int | None = Field(
         1, ge=1, description="Intra-op CPU threads (null: torch's default)."
@@ -216,12 +235,23 @@ class PPOConfig(BaseModel):
 
     @model_validator(mode="after")
     def _warm_start_settings_fit(self) -> PPOConfig:
-        """A warm-up as long as the run would leave no PPO update."""
+        """A warm-up as long as the run would leave no PPO update, or a geometric decay to 0
+        (which never gets there), is refused. (A schedule with bc_weight 0 is not: a run's
+        recorded config, which a resume reads, spells every field out.)"""
         rollouts = self.critic_warmup_rollouts
         if isinstance(rollouts, int) and rollouts >= self.total_updates():
             raise ValueError(
                 f"ppo.critic_warmup_rollouts {rollouts} leaves no PPO update of the run's "
                 f"{self.total_updates()}; lower it, or raise total_timesteps (replay_updates)"
+            )
+        if (
+            self.bc_weight > 0
+            and self.bc_weight_schedule == "exponential"
+            and (self.bc_weight_final <= 0)
+        ):
+            raise ValueError(
+                "ppo.bc_weight_schedule exponential decays geometrically to "
+                "ppo.bc_weight_final, which must be above 0 (e.g. 0.01); or use linear"
             )
         return self
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from townlet_core.dto import TELEMETRY_VERSION
+from townlet_strategies_ppo import bc_term
 from townlet_strategies_ppo.update import UpdateStats
 
 #: The eight social event counters; 0 where the data has none.
@@ -93,6 +94,8 @@ def record(
     log_stream_offset: int,
     counters: Mapping[str, float],
     phase: str,
+    bc_weight: float,
+    bc_weight_ratio: float,
     baseline: Mapping[str, float],
     conflict: Mapping[str, float],
     live: Mapping[str, Any],
@@ -133,6 +136,8 @@ def record(
         **info_fields(counters),
         "approx_kl": stats.approx_kl,
         "phase": phase,
+        "bc_weight": bc_weight,
+        bc_term.RATIO_FIELD: bc_weight_ratio,
         **live,
     }
     return line

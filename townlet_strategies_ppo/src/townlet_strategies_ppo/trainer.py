@@ -35,7 +35,7 @@ from townlet_core.dto import PPOTrainingResultDTO
 from townlet_core.envs.evaluation import EvaluationResult, evaluate_policy
 from townlet_core.envs.make import make_vector_env
 from townlet_core.envs.spaces import ActionMapping
-from townlet_core.errors import DataError, TrainingDivergedError
+from townlet_core.errors import ConfigError, DataError, TrainingDivergedError
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,
@@ -46,8 +46,16 @@ from townlet_core.nn import (
     torch_threads,
 )
 from townlet_core.nn.normalize import RewardScaler
-from townlet_strategies_ppo import critic_warmup, env_spaces, resume, reward_scaling, telemetry
+from townlet_strategies_ppo import (
+    bc_term,
+    critic_warmup,
+    env_spaces,
+    resume,
+    reward_scaling,
+    telemetry,
+)
 from townlet_strategies_ppo.checkpointing import BEST_DIR, FINAL_DIR, Checkpoints
+from townlet_strategies_ppo.checks import NO_REFERENCE
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import NonFiniteError, compute_gae, explained_variance
 from townlet_strategies_ppo.replay import ReplaySource
@@ -116,6 +124,7 @@ class PPOTrainer:
         self.network = self._network(observation, actions)
         self.optimizer = make_optimizer(self.network, config.learning_rate)
         self._set_up_warmup()
+        self.reference = self._reference(observation, actions)
         self.shuffle_rng = np.random.default_rng([context.seed, 1])
         self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
         carried = context.state
@@ -191,6 +200,36 @@ class PPOTrainer:
             self.warmup_optimizer = critic_warmup.make_warmup_optimizer(
                 self.critic, critic_warmup.warmup_learning_rate(self.config)
             )
+
+    def _reference(
+        self, observation: ObservationSpec, actions: ActionSpace
+    ) -> bc_term.Reference | None:
+        """The frozen start policy the BC term pulls toward (None without the term): the
+        network as loaded (before anything trained it), or, on a resume, loaded again."""
+        if self.config.bc_weight == 0:
+            return None
+        start = self._start()
+        if start is None:
+            raise ConfigError(NO_REFERENCE)
+        if self.resume_point is None:
+            return bc_term.Reference(self.network)
+        network, _info = load_checkpoint(
+            start, observation=observation, action_dim=actions.count, action_space=actions
+        )
+        return bc_term.Reference(network.to(self.device))
+
+    def _bc_term(self, update: int, batch: Batch) -> tuple[bc_term.BCTerm | None, float]:
+        """The BC term of PPO update `update` (None when off or its weight is 0 now) and the
+        weight it applies (0 in the critic warm-up, where the policy does not train)."""
+        if self.reference is None or update < self.warmup_updates:
+            return None, 0.0
+        weight = bc_term.bc_weight(
+            self.config, update - self.warmup_updates, self.total_updates - self.warmup_updates
+        )
+        if weight == 0.0:
+            return None, 0.0
+        params = self.reference.params(batch.features, batch.map)
+        return bc_term.BCTerm(weight, self.reference.network.distribution, params), weight
 
     def _reset(self, seed: int) -> CollectorState:
         """Reset the environments with `seed`: the rollout's state at their first
@@ -380,6 +419,7 @@ class PPOTrainer:
         if not bool(torch.isfinite(batch.advantages).all()):
             raise self._diverged("advantages", 0, update + 1)
         warming_up = update < self.warmup_updates
+        bc, bc_weight = self._bc_term(update, batch)
         try:
             if warming_up:  # the critic warm-up: value loss only, the policy stays put
                 assert self.warmup_optimizer is not None
@@ -394,7 +434,7 @@ class PPOTrainer:
                 )
             else:
                 stats = ppo_update(
-                    self.network, self.optimizer, batch, config, clip, self.shuffle_rng
+                    self.network, self.optimizer, batch, config, clip, self.shuffle_rng, bc=bc
                 )
         except NonFiniteError as exc:
             raise self._diverged(f"losses ({exc.what})", 0, update + 1) from exc
@@ -408,6 +448,8 @@ class PPOTrainer:
                 f"{stats.adv_zero_std_batches} mini-batch(es) (update {update + 1})"
             )
         rollout_ticks = config.num_steps if self.collector is not None else 0
+        if stats.bc_kl is not None:
+            live["bc_kl"] = stats.bc_kl
         live.update(
             explained_variance=explained_variance(batch.old_values, batch.returns),
             steps_per_second=(config.num_envs * rollout_ticks or batch.size)
@@ -437,6 +479,8 @@ class PPOTrainer:
             log_stream_offset=position.log_stream_offset,
             counters=counters,
             phase=critic_warmup.WARMUP_PHASE if warming_up else critic_warmup.PPO_PHASE,
+            bc_weight=bc_weight,
+            bc_weight_ratio=bc_term.weight_ratio(config, bc_weight),
             baseline=self.replay.baseline if self.replay is not None else {},
             conflict=self.replay.conflict if self.replay is not None else {},
             live=live,

@@ -21,7 +21,9 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 
 from townlet_core.nn import PolicyNetwork
+from townlet_core.nn.distributions import ActionDistribution
 from townlet_core.nn.optim import PPO_ADAM_EPS, make_adam
+from townlet_strategies_ppo.bc_term import BCTerm, kl_divergence
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.critic_warmup import CriticOnly
 from townlet_strategies_ppo.losses import (
@@ -82,6 +84,8 @@ class UpdateStats:
     approx_kl: float
     batch_entropy_mean: float
     batch_entropy_std: float
+    #: Mean KL(pi_init || pi) over the mini-batches, before each step (with a BC term only).
+    bc_kl: float | None = None
 
 
 # Columns of the per-mini-batch statistics tensor.
@@ -104,6 +108,7 @@ class _Columns(NamedTuple):
     advantages: torch.Tensor
     returns: torch.Tensor
     masks: torch.Tensor | None
+    reference: torch.Tensor | None = None  # the BC term's reference policy outputs
 
     def _each(self, take: Callable[[torch.Tensor], torch.Tensor]) -> _Columns:
         return _Columns(
@@ -115,6 +120,7 @@ class _Columns(NamedTuple):
             take(self.advantages),
             take(self.returns),
             None if self.masks is None else take(self.masks),
+            None if self.reference is None else take(self.reference),
         )
 
     def reorder(self, order: torch.Tensor) -> _Columns:
@@ -155,6 +161,7 @@ class _Telemetry:
         self.log_ratios: list[torch.Tensor] = []
         self.entropies: list[torch.Tensor] = []
         self.advantages: list[torch.Tensor] = []
+        self.bc_kls: list[torch.Tensor] = []  # with a BC term: KL to the reference
 
     def add(
         self,
@@ -179,6 +186,10 @@ class _Telemetry:
 
     def __len__(self) -> int:
         return len(self.log_ratios)
+
+    def bc_kl(self) -> float | None:
+        """The mean KL to the BC term's reference (None without the term)."""
+        return float(torch.stack(self.bc_kls).mean()) if self.bc_kls else None
 
     def _ratios(self, start: int = 0) -> torch.Tensor:
         """(mini-batches, 3): clip fraction, approximate KL, KL divergence."""
@@ -221,6 +232,7 @@ def ppo_update(
     clip_range: float,
     rng: np.random.Generator,
     value_only: CriticOnly | None = None,
+    bc: BCTerm | None = None,
 ) -> UpdateStats:
     """Run `config.update_epochs` epochs over `batch`; raise NonFiniteError on NaN/Inf, with
     the network and optimiser left as they were before the update.
@@ -228,7 +240,9 @@ def ppo_update(
     With `value_only` (the critic warm-up, `critic_warmup.py`) the loss is the value loss
     alone, `optimizer` steps only `value_only.parameters` and the actor half of stacked
     gradients is zeroed, so the policy does not move; the epochs are
-    `config.critic_warmup_epochs` (or `update_epochs`). The policy loss is still reported."""
+    `config.critic_warmup_epochs` (or `update_epochs`). The policy loss is still reported.
+    With `bc` (`bc_term.py`) each mini-batch's loss adds bc.weight x its mean KL from the
+    reference policy."""
     network.train()
     advantages = batch.advantages
     if config.advantage_normalization == "batch":
@@ -242,8 +256,10 @@ def ppo_update(
         advantages,
         batch.returns,
         batch.masks,
+        None if bc is None else bc.params,
     )
     distribution = network.distribution
+    objective = _Objective(config, distribution, value_only, bc)
     parameters, epochs = _stepped(network, config, value_only)
     before = _Snapshot(network, optimizer)
     # without clipping the norm is still reported: an infinite bound scales by 1
@@ -273,12 +289,7 @@ def ppo_update(
                 new_log_probs, mb.old_log_probs, minibatch_adv, clip_range
             )
             v_loss = value_loss(values, mb.old_values, mb.returns, config.value_clip)
-            # without an entropy bonus the entropy is only reported (by the telemetry)
-            entropy = entropies.mean() if config.ent_coef else None
-            if value_only is None:
-                loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
-            else:
-                loss = v_loss
+            loss = objective(surrogate, v_loss, entropies, params, mb, telemetry)
 
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
@@ -295,7 +306,43 @@ def ppo_update(
     if diverged is not None:
         before.restore(network, optimizer)
         raise NonFiniteError(diverged)
-    return _summarise(table, epochs_run)
+    return _summarise(table, epochs_run, telemetry.bc_kl())
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """The loss a mini-batch minimises: PPO's (`total_loss`), or the value loss alone in
+    the critic warm-up, plus the BC term's weighted KL when there is one."""
+
+    config: PPOConfig
+    distribution: ActionDistribution
+    value_only: CriticOnly | None
+    bc: BCTerm | None
+
+    def __call__(
+        self,
+        surrogate: Surrogate,
+        v_loss: torch.Tensor,
+        entropies: torch.Tensor,
+        params: torch.Tensor,
+        mb: _Columns,
+        telemetry: _Telemetry,
+    ) -> torch.Tensor:
+        config = self.config
+        if self.value_only is not None:
+            loss = v_loss
+        else:
+            # without an entropy bonus the entropy is only reported (by the telemetry)
+            entropy = entropies.mean() if config.ent_coef else None
+            loss = total_loss(surrogate.loss, v_loss, entropy, config.vf_coef, config.ent_coef)
+        if self.bc is None:
+            return loss
+        assert mb.reference is not None
+        kl = kl_divergence(
+            self.bc.distribution, mb.reference, self.distribution, params, mb.masks
+        ).mean()
+        telemetry.bc_kls.append(kl.detach())
+        return loss + self.bc.weight * kl
 
 
 def _stepped(
@@ -337,7 +384,7 @@ def _first_non_finite(table: np.ndarray, size: int, step: int) -> str | None:
     )
 
 
-def _summarise(table: np.ndarray, epochs_run: int) -> UpdateStats:
+def _summarise(table: np.ndarray, epochs_run: int, bc_kl: float | None = None) -> UpdateStats:
     entropies = table[:, _ENTROPY]
     return UpdateStats(
         updates=len(table),
@@ -360,4 +407,5 @@ def _summarise(table: np.ndarray, epochs_run: int) -> UpdateStats:
         approx_kl=float(table[:, _APPROX].mean()),
         batch_entropy_mean=float(entropies.mean()),
         batch_entropy_std=float(entropies.std()) if len(entropies) > 1 else 0.0,
+        bc_kl=bc_kl,
     )
