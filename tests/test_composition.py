@@ -189,11 +189,13 @@ def test_anneal_adds_its_telemetry_to_any_stage_strategy(tmp_path):
 
 
 def test_ppo_does_not_know_anneal_exists():
+    """PPO may report the original Townlet's `anneal_ratio` telemetry field (its BC term's
+    weight ratio), and nothing else of anneal."""
     source = Path(__file__).resolve().parents[1] / "townlet_strategies_ppo" / "src"
     mentions = [
         str(path.relative_to(source))
         for path in source.rglob("*.py")
-        if "anneal" in path.read_text(encoding="utf-8").lower()
+        if "anneal" in path.read_text(encoding="utf-8").lower().replace("anneal_ratio", "")
     ]
     assert mentions == []
 

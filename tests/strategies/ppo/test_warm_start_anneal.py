@@ -235,11 +235,11 @@ def test_the_schedule_of_the_bc_weight_is_in_every_line(train_ppo, weak_clone, t
     assert [line["phase"] for line in lines] == ["critic_warmup"] + ["ppo"] * 5
     expected = [0.0, 1.0, 0.75, 0.5, 0.25, 0.0]
     assert [line["bc_weight"] for line in lines] == pytest.approx(expected)
-    assert [line["bc_weight_ratio"] for line in lines] == pytest.approx(expected)
+    assert [line["anneal_ratio"] for line in lines] == pytest.approx(expected)
     assert [("bc_kl" in line) for line in lines] == [False, True, True, True, True, False]
     train_ppo(QUICK, name="off")
     assert {
-        (line["bc_weight"], line["bc_weight_ratio"]) for line in metric_lines(tmp_path / "off")
+        (line["bc_weight"], line["anneal_ratio"]) for line in metric_lines(tmp_path / "off")
     } == {(0.0, 0.0)}
 
 
@@ -348,3 +348,11 @@ def test_resume_of_a_warm_up_and_bc_term_run_equals_an_uninterrupted_run(
     whole = metric_lines(tmp_path / "whole")
     assert whole == metric_lines(tmp_path / "parts")
     assert [line["bc_weight"] > 0 for line in whole][warmup:-1] == [True] * (5 - warmup)
+
+
+def test_the_result_reports_the_warm_up_and_the_bc_term(train_ppo, weak_clone):
+    section = {**QUICK, "init_checkpoint": weak_clone, "critic_warmup_rollouts": 1}
+    result = train_ppo({**section, "bc_weight": 0.5})
+    assert result.critic_warmup_updates == 1
+    assert result.bc_weight == pytest.approx(0.5) and result.anneal_ratio == pytest.approx(1.0)
+    assert result.bc_kl is not None

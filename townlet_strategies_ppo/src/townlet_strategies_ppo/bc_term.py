@@ -45,7 +45,7 @@ def bc_weight(config: PPOConfig, ppo_update: int, ppo_updates: int) -> float:
 
 
 #: The telemetry name of the current weight over the initial one.
-RATIO_FIELD = "bc_weight_ratio"
+RATIO_FIELD = "anneal_ratio"
 
 
 def weight_ratio(config: PPOConfig, weight: float) -> float:

@@ -580,6 +580,7 @@ class PPOTrainer:
             env_steps=position.env_steps,
             stopped_early=stopped_early,
             resumed_from_update=self.resumed_from,
+            critic_warmup_updates=self.warmup_updates,
             checkpoint=FINAL_DIR,
             best_checkpoint=BEST_DIR if has_best else None,
             best_eval_mean_return=position.best_eval if math.isfinite(position.best_eval) else None,

@@ -74,6 +74,20 @@ class PPOTrainingResultDTO(TrainingResultDTO):
     chat_success_events: float = Field(0.0, ge=0)
     chat_failure_events: float = Field(0.0, ge=0)
     chat_quality_mean: float = Field(0.0, ge=0)
+    bc_weight: float = Field(
+        0.0, ge=0, description="The BC term's weight in the last update (0: off)."
+    )
+    anneal_ratio: float = Field(
+        0.0,
+        ge=0,
+        description="bc_weight over ppo.bc_weight (0: off); the original Townlet's name.",
+    )
+    bc_kl: float | None = Field(
+        None, description="Mean KL(pi_init || pi) the BC term saw in the last update."
+    )
+    critic_warmup_updates: int = Field(
+        0, ge=0, description="Value-only updates the run began with (critic warm-up)."
+    )
     action_blocked_ratio: float | None = Field(
         None,
         ge=0,

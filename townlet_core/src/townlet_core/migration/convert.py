@@ -559,7 +559,8 @@ class _Migration:
                 None,
                 "telemetry only in the original: a bc stage set an anneal ratio that no loss "
                 "or runtime read (and ppo stages reset it to 0), so it changed no training; "
-                "converting it to a weight that trains would change what the schedule does",
+                "today's ppo.bc_weight is a real KL term to the clone (set it in a ppo stage's "
+                "overrides to use it), left off so the run trains as the original did",
             )
         return out
 
