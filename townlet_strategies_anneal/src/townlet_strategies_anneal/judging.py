@@ -4,7 +4,10 @@
   validation accuracy (training accuracy if it had no validation split) reaches the
   threshold; otherwise it is rolled back and the schedule stops.
 - A stage that reports `loss_total` (PPO and the like) is checked by the guardrails against
-  the baselines; any flag holds the stage (its checkpoint is not used further).
+  the baselines; any flag holds the stage (its checkpoint is not used further). The values
+  checked are the stage's final ones and the evaluation returns it logged along the way
+  (PPO's periodic evaluations, `eval_every`): a return that collapsed mid-stage fires the
+  return guardrail even if it recovered by the end.
 - Any other stage is accepted when its own run succeeded.
 
 Verdict: FAIL if a gate failed, else HOLD if any guardrail fired, else PASS.
@@ -49,8 +52,10 @@ def judge(
     threshold: float,
     guardrails: Sequence[Guardrail],
     baselines: Mapping[str, float | None],
+    during: Sequence[Mapping[str, Any]] = (),
 ) -> Judgement:
-    """Judge one stage's result (its DTO as a mapping)."""
+    """Judge one stage's result (its DTO as a mapping); `during` are the values the stage
+    logged along the way (its metrics lines), each checked by the guardrails as well."""
     if is_behaviour_cloning(result):
         accuracy = result.get("val_accuracy")
         if accuracy is None:
@@ -69,6 +74,9 @@ def judge(
     if "loss_total" in result:
         used = {g.metric: baselines.get(g.metric) for g in guardrails}
         flags = check(guardrails, result, used)
+        for line in during:
+            fired = check(guardrails, line, used)
+            flags = {flag: flags[flag] or fired[flag] for flag in flags}
         held = any(flags.values()) or result.get("status") != "succeeded"
         return Judgement(outcome="held" if held else "accepted", flags=flags, baselines=used)
     succeeded = result.get("status") == "succeeded"

@@ -17,6 +17,8 @@ from townlet_core import TrainingContext, UnknownStrategyError
 from townlet_core.atomic import atomic_write_json
 from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO
 from townlet_core.errors import ConfigError
+from townlet_core.runtime.metrics import read_metrics
+from townlet_core.runtime.run_dir import METRICS_FILE
 from townlet_strategies_anneal.config import AnnealConfig, Stage
 from townlet_strategies_anneal.judging import (
     PERSISTED_METRICS,
@@ -119,17 +121,20 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
         label = _label(data) or label or stage.strategy
         labels.append(label)
         known = baselines.setdefault(label, {}).setdefault(stage.strategy, {})
+        stage_dir = Path("stages") / name
+        during = _evaluations_during(context.run_dir / stage_dir)
         judgement = judge(
             data,
             threshold=config.accuracy_threshold,
             guardrails=config.guardrails,
             baselines={**known, RETURN_METRIC: last_return},
+            during=during,
         )
-        stage_dir = Path("stages") / name
         own = str(stage_dir / result.checkpoint) if result.checkpoint is not None else None
-        stages.append(
-            _stage_record(index, stage, stage_dir, data, judgement, last_good, own, config)
-        )
+        record = _stage_record(index, stage, stage_dir, data, judgement, last_good, own, config)
+        if during:  # the lowest return the stage's periodic evaluations saw
+            record.metrics[LOWEST_RETURN] = min(line[RETURN_METRIC] for line in during)
+        stages.append(record)
         context.log(f"townlet: anneal stage {name}: {judgement.outcome}")
         if is_behaviour_cloning(data):
             last_bc = {"accuracy": judgement.accuracy, "passed": judgement.passed}
@@ -173,6 +178,23 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
         baselines=baselines,
         final_eval_mean_return=last_return,
     )
+
+
+#: The stage metric recording the lowest evaluation return seen during a stage.
+LOWEST_RETURN = "eval_mean_return_lowest"
+
+
+def _evaluations_during(stage_dir: Path) -> list[dict[str, Any]]:
+    """The stage's periodic evaluations (metrics lines with an `eval_mean_return`), for the
+    return guardrail to catch a collapse mid-stage; none when the stage logged none."""
+    metrics = stage_dir / METRICS_FILE
+    if not metrics.exists():
+        return []
+    return [
+        {RETURN_METRIC: line[RETURN_METRIC]}
+        for line in read_metrics(metrics)
+        if isinstance(line.get(RETURN_METRIC), (int, float))
+    ]
 
 
 def load_baselines(saved: Any) -> Baselines:
