@@ -382,3 +382,16 @@ def test_the_cli_prints_the_action_space(townlet, tmp_path):
     code, out, _ = townlet("dataset", "inspect", str(path), "--json")
     assert code == 0
     assert json.loads(out)["action_space"]["kind"] == "box"
+
+
+def test_a_dataset_whose_actions_would_make_a_huge_policy_is_refused(tmp_path):
+    """4,097 dimensions of 4,097 choices pad to 16.8M entries: refused before any network."""
+    from townlet_core.data.validation import require_valid_dataset
+
+    width = 4_097
+    arrays = {**_box_arrays(steps=2), "actions": np.zeros((2, width), dtype=np.int64)}
+    meta = {"action_space": {"kind": "multi_discrete", "shape": [width], "nvec": [width] * width}}
+    manifest = _manifest(tmp_path / "data", [arrays], [meta])
+    expected = r"too large to train: multi_discrete actions of shape \(4097,\) lay out 16,785,409"
+    with pytest.raises(DataError, match=expected):
+        require_valid_dataset(manifest, action_kinds={"multi_discrete"})

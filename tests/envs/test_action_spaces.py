@@ -90,3 +90,8 @@ def test_multi_discrete_masks_need_a_choice_in_every_dimension() -> None:
         action_mask(None, {"action_mask": np.array([[1, 1, 0, 0]])}, space)
     with pytest.raises(DataError, match=r"expected \(num_envs, 4\)"):
         action_mask(None, {"action_mask": np.array([[1, 1, 0]])}, space)
+
+
+def test_an_action_space_too_large_for_a_policy_is_refused() -> None:
+    with pytest.raises(ConfigError, match="need 2,000,000 policy outputs"):
+        action_space_of(spaces.Discrete(2_000_000), "huge")

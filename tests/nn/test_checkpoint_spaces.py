@@ -119,3 +119,16 @@ def test_observation_statistics_are_in_the_weights_bit_for_bit(tmp_path: Path) -
         assert torch.equal(getattr(loaded.observation_normalizer, name), getattr(normalizer, name))
     features = torch.randn(4, 3)
     assert torch.equal(loaded(features)[0], network(features)[0])
+
+
+def test_a_multi_discrete_space_that_would_pad_to_gigabytes_is_refused(tmp_path: Path) -> None:
+    """nvec [65536, 1, 1, ...] has few outputs but pads to 65,536 x 65,536 choices."""
+    _save(tmp_path / "ckpt", SPACES["multi_discrete"])
+    path = tmp_path / "ckpt" / "checkpoint.json"
+    data = json.loads(path.read_text())
+    nvec = [65_536] + [1] * 65_535
+    data["action_space"] = {"kind": "multi_discrete", "shape": [len(nvec)], "nvec": nvec}
+    data["action_dim"] = len(nvec)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="choices .* above the 16,777,216 a policy supports"):
+        read_info(tmp_path / "ckpt")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from townlet_core.data.action_space import DISCRETE, ActionSpace, space_from_dict
+from townlet_core.data.action_space import DISCRETE, ActionSpace, size_problem, space_from_dict
 from townlet_core.errors import ConfigError, DataError
 
 INFO_FILE = "checkpoint.json"
@@ -186,9 +186,12 @@ class CheckpointInfo(BaseModel):
     def _valid_space(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
             try:
-                space_from_dict(value)
+                space = space_from_dict(value)
             except DataError as exc:
                 raise ValueError(str(exc)) from exc
+            problem = size_problem(space)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -225,6 +225,38 @@ def _with_bounds(space: ActionSpace, value: Mapping[str, Any], where: str) -> Ac
     return ActionSpace(BOX, space.shape, low=low, high=high)
 
 
+#: The most outputs a policy head may have for one action space (its logits or means), and
+#: the most entries the padded (A, max(nvec)) block of a MultiDiscrete space may hold. Far
+#: above any space these strategies train, low enough that a checkpoint's description
+#: cannot ask for gigabytes (nvec [65536, 1, 1, ...] pads to 65,536 x 65,536 entries).
+MAX_POLICY_OUTPUTS = 1 << 20
+MAX_PADDED_CHOICES = 1 << 24
+
+
+def size_problem(space: ActionSpace) -> str | None:
+    """Why a policy for `space` would be unreasonably large, or None when it is not (the
+    space named by kind and shape only: its nvec could be thousands of numbers long)."""
+    named = f"{space.kind} actions of shape {space.shape}" if space.shape else space.describe()
+    if space.kind == DISCRETE:
+        outputs = int(space.n or 0)
+    elif space.kind == MULTI_DISCRETE and space.nvec is not None:
+        outputs = sum(space.nvec)
+        padded = len(space.nvec) * max(space.nvec, default=0)
+        if padded > MAX_PADDED_CHOICES:
+            return (
+                f"{named} lay out {padded:,} choices (dimensions x the widest "
+                f"one), above the {MAX_PADDED_CHOICES:,} a policy supports"
+            )
+    else:
+        outputs = space.width
+    if outputs > MAX_POLICY_OUTPUTS:
+        return (
+            f"{named} need {outputs:,} policy outputs, above the "
+            f"{MAX_POLICY_OUTPUTS:,} a policy supports"
+        )
+    return None
+
+
 def space_from_dict(value: Mapping[str, Any]) -> ActionSpace:
     """The space `ActionSpace.as_dict` wrote (a report's `action_space`), read back."""
     space = declared_action_space({METADATA_KEY: value}, "action_space")

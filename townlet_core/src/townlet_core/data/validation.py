@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from townlet_core.data.action_space import DISCRETE, ActionSpace
+from townlet_core.data.action_space import DISCRETE, ActionSpace, size_problem
 from townlet_core.data.actions import ActionCount
 from townlet_core.data.manifest import FOUND_GIVEN, DatasetSource, Warn, open_source
 from townlet_core.data.masks import MaskCount
@@ -290,6 +290,9 @@ def require_valid_dataset(
 
 def _require_kind(summary: DatasetSummary, action_kinds: Collection[str]) -> None:
     kind = summary.action_kind
+    problem = size_problem(summary.actions)
+    if problem is not None:
+        raise DataError(f"{summary.path}: the dataset's actions are too large to train: {problem}")
     if kind in action_kinds:
         return
     raise DataError(

@@ -24,6 +24,7 @@ from townlet_core.data.action_space import (
     MULTI_BINARY,
     MULTI_DISCRETE,
     ActionSpace,
+    size_problem,
 )
 from townlet_core.errors import ConfigError, DataError
 
@@ -36,7 +37,16 @@ INFO_MASK_KEY = "action_mask"
 
 def action_space_of(space: Any, env_id: str) -> ActionSpace:
     """The `ActionSpace` of a Gymnasium action space, or a ConfigError naming what does not
-    fit (a Box of rank other than 1, a space not starting at 0, Dict or Tuple actions)."""
+    fit (a Box of rank other than 1, a space not starting at 0, Dict or Tuple actions, a
+    space too large for a policy)."""
+    described = _described(space, env_id)
+    problem = size_problem(described)
+    if problem is not None:
+        raise ConfigError(f"environment '{env_id}': {problem}")
+    return described
+
+
+def _described(space: Any, env_id: str) -> ActionSpace:
     from gymnasium import spaces
 
     if isinstance(space, spaces.Discrete):
