@@ -12,14 +12,13 @@ import torch
 from townlet_core.checkpoints import NetworkSpec
 from townlet_core.data import DatasetWriter, ReplayDataset, build_trajectory
 from townlet_core.nn import build_network, load_checkpoint
+from townlet_strategies_bc.splits import sample_of, split_in_memory
 from townlet_strategies_bc.trainer import (
     SCORE_BATCH,
     STREAM_SHUFFLE_BUFFER,
     StreamedSplit,
     _observation_spec,
-    _sample,
     _score,
-    _tensors,
 )
 
 SMALL = {
@@ -113,13 +112,13 @@ def test_streamed_validation_split_and_scores_equal_the_in_memory_ones(tmp_path)
         split = (
             StreamedSplit(train_set, torch.device("cpu"), seed=0)
             if streaming
-            else _tensors(train_set, torch.device("cpu"))
+            else split_in_memory(train_set, torch.device("cpu"))
         )
         scores[streaming] = (
             [e.sample.name for e in val_set.entries],
             split.size,
             _score(network, split),
-            _score(network, _sample(split, 4096, seed=0)),
+            _score(network, sample_of(split, 4096, seed=0)),
         )
     assert scores[True] == scores[False]
 

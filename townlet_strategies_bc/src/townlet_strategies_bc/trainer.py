@@ -148,15 +148,6 @@ def _map_shape(map_array: np.ndarray | None) -> tuple[int, int, int] | None:
     return channels, height, width
 
 
-def _tensors(
-    dataset: ReplayDataset,
-    device: torch.device,
-    action_dtype: torch.dtype = torch.int64,
-    use_masks: bool = True,
-) -> Split:
-    return split_in_memory(dataset, device, action_dtype, use_masks)
-
-
 def _network(
     context: TrainingContext, config: BCConfig, observation: ObservationSpec, space: ActionSpace
 ) -> PolicyNetwork:
@@ -287,10 +278,6 @@ def _step(
     return loss.detach()
 
 
-def _sample(split: Split | StreamedSplit, count: int, seed: int) -> Split:
-    return sample_of(split, count, seed)
-
-
 def make_optimizer(
     network: PolicyNetwork, learning_rate: float, weight_decay: float
 ) -> torch.optim.Optimizer:
@@ -319,7 +306,7 @@ def _fit(
     reference: float | None = None  # the run's first mini-batch loss (see divergence.py)
     # Training metric after each epoch, on a fixed sample of the training split: cheaper
     # than counting correct predictions at every step, and measured like validation.
-    sample_split = _sample(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
+    sample_split = sample_of(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
     with context.services.progress(config.epochs, "bc") as progress:
         for epoch in range(config.epochs):
             lr = config.learning_rate * _schedule_factor(config.lr_schedule, epoch, config.epochs)
@@ -417,10 +404,10 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
             f"(shuffle buffer {max(config.batch_size, train_split.shuffle_buffer)})"
         )
     else:
-        train_split = _tensors(train_set, device, action_dtype, use_masks)
-        val_split = (
-            _tensors(val_set, device, action_dtype, use_masks) if val_set is not None else None
-        )
+        train_split = split_in_memory(train_set, device, action_dtype, use_masks)
+        val_split = None
+        if val_set is not None:
+            val_split = split_in_memory(val_set, device, action_dtype, use_masks)
     if network.observation_normalizer is not None and context.warm_start is None:
         _set_statistics(network, train_split)
         context.log("townlet: bc normalises observations by the training split's statistics")

@@ -25,6 +25,7 @@ from townlet_core.checkpoints import (
 from townlet_core.data.action_space import BOX, DISCRETE, MULTI_DISCRETE, ActionSpace
 from townlet_core.data.validation import require_valid_dataset
 from townlet_core.envs.settings import EnvSettingsError
+from townlet_core.envs.spaces import MASKABLE_KINDS
 from townlet_core.errors import ConfigError, DataError
 from townlet_strategies_ppo import env_spaces
 from townlet_strategies_ppo.config import PPOConfig
@@ -220,7 +221,7 @@ def rollout_bytes(config: PPOConfig, observation: ObservationSpec, actions: Acti
     steps = config.num_envs * config.num_steps
     observed = steps + config.num_envs
     # a mask, where there can be one: a byte per entry, in the buffers and the batch
-    mask = _head_outputs(actions) if actions.kind in env_spaces.MASKABLE else 0
+    mask = _head_outputs(actions) if actions.kind in MASKABLE_KINDS else 0
     per_step = SCALAR_BYTES_PER_STEP + actions.width * ACTION_BYTES + 2 * mask
     return (observed + steps) * values * VALUE_BYTES + steps * per_step
 

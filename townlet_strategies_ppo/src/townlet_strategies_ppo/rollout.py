@@ -32,10 +32,9 @@ import numpy as np
 import torch
 
 from townlet_core.data.action_space import ActionSpace
-from townlet_core.envs.spaces import ActionMapping, action_mask, env_actions
+from townlet_core.envs.spaces import MASKABLE_KINDS, ActionMapping, action_mask, env_actions
 from townlet_core.nn import PolicyNetwork
 from townlet_core.nn.normalize import RewardScaler
-from townlet_strategies_ppo.env_spaces import MASKABLE
 
 _SKIP_INFO = ("final_obs", "final_info", "episode")
 
@@ -85,7 +84,7 @@ def read_mask(
     """The action mask of a batch of observations (None without one, and always for Box
     and MultiBinary actions, which masks do not apply to); a state with nothing allowed is
     a DataError naming `where`."""
-    if space.kind not in MASKABLE:
+    if space.kind not in MASKABLE_KINDS:
         return None
     return action_mask(observation, info, space, observation_key=mask_key, where=where)
 

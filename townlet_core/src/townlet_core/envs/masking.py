@@ -18,17 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from townlet_core.data.action_space import DISCRETE, MULTI_DISCRETE, ActionSpace
-from townlet_core.envs.spaces import INFO_MASK_KEY, action_mask, mask_width
+from townlet_core.data.action_space import MULTI_DISCRETE, ActionSpace
+from townlet_core.envs.spaces import INFO_MASK_KEY, MASKABLE_KINDS, action_mask, mask_width
 from townlet_core.errors import ConfigError
 
-#: Action kinds a mask can restrict.
-MASKED_KINDS = (DISCRETE, MULTI_DISCRETE)
 
-
-def check_mask_key(space: Any, mask_key: str | None, env_id: str) -> None:
+def check_mask_key(
+    space: Any, mask_key: str | None, env_id: str, option: str = "action mask key"
+) -> None:
     """A ConfigError, before anything is written, when `mask_key` is not a key of the
-    observation (`observation_layout` leaves that key out of what is recorded)."""
+    observation (`observation_layout` leaves that key out of what is recorded); `option`
+    names the setting the key came from (e.g. "ppo.action_mask_key:")."""
     from gymnasium import spaces
 
     if mask_key is None:
@@ -41,7 +41,7 @@ def check_mask_key(space: Any, mask_key: str | None, env_id: str) -> None:
         else (f"it is {space}, not a Dict")
     )
     raise ConfigError(
-        f"action mask key '{mask_key}' is not a key of the observation of '{env_id}' "
+        f"{option} '{mask_key}' is not a key of the observation of '{env_id}' "
         f"({found}); name the key that holds the mask, or leave it unset to read "
         f"info['{INFO_MASK_KEY}']"
     )
@@ -58,7 +58,7 @@ class StepMasks:
         self.space = space
         self.observation_key = observation_key
         self.policy_name = policy_name
-        self.enabled = space.kind in MASKED_KINDS
+        self.enabled = space.kind in MASKABLE_KINDS
         if observation_key is not None and not self.enabled:
             raise ConfigError(
                 f"action masks apply to discrete and multi_discrete actions, not "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -65,23 +65,6 @@ def batch_size(observation: Observation) -> int:
 def accepts_action_mask(policy: object) -> bool:
     """Whether capture and evaluation pass `action_mask=` to `policy`."""
     return getattr(policy, "accepts_action_mask", False) is True
-
-
-def action_count(action_space: Any, env_id: str) -> int:
-    """`n` of a Discrete space starting at 0; anything else is a ConfigError naming the space.
-
-    For callers that size a categorical head; capture and evaluation take every space
-    `townlet_core.envs.spaces.action_space_of` maps.
-    """
-    from townlet_core.envs.spaces import action_space_of
-
-    space = action_space_of(action_space, env_id)
-    if space.kind != DISCRETE:
-        raise ConfigError(
-            f"environment '{env_id}' has action space {action_space}; this needs a Discrete "
-            "action space (a number of actions)"
-        )
-    return space.count
 
 
 def _as_space(space: ActionSpace | int) -> ActionSpace:

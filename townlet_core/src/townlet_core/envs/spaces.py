@@ -33,6 +33,8 @@ ActionMapping = Literal["clip", "squash"]
 ACTION_MAPPINGS: tuple[ActionMapping, ...] = ("clip", "squash")
 #: Where masks are looked for when the config names no observation key.
 INFO_MASK_KEY = "action_mask"
+#: The action kinds a mask can restrict (one entry per action, or per choice of a dimension).
+MASKABLE_KINDS = (DISCRETE, MULTI_DISCRETE)
 
 
 def action_space_of(space: Any, env_id: str) -> ActionSpace:
@@ -113,7 +115,7 @@ def mask_width(space: ActionSpace) -> int:
         return int(space.n or 0)
     if space.kind == MULTI_DISCRETE and space.nvec is not None:
         return int(sum(space.nvec))
-    raise ConfigError(
+    raise ConfigError(  # MASKABLE_KINDS only
         f"action masks apply to discrete and multi_discrete actions, not {space.describe()}"
     )
 
