@@ -63,6 +63,17 @@ class ActionSpace:
         """The number a trainer sizes with: actions (discrete) or action dimensions A."""
         return int(self.n or 0) if self.kind == DISCRETE else self.width
 
+    @property
+    def mask_width(self) -> int | None:
+        """Entries of one state's action mask: one per action (discrete), one per choice of
+        every dimension, dimension by dimension (multi_discrete, as gym-microrts lays them
+        out); None for the kinds masks do not apply to."""
+        if self.kind == DISCRETE:
+            return self.n
+        if self.kind == MULTI_DISCRETE and self.nvec is not None:
+            return int(sum(self.nvec))
+        return None
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready; infinite bounds become null (JSON has no infinity)."""
         if self.kind == DISCRETE:

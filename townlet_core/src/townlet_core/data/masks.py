@@ -29,13 +29,27 @@ from townlet_core.data.trajectory import MASKS, Trajectory
 from townlet_core.errors import DataError
 
 
-def mask_width_of(space: ActionSpace) -> int | None:
-    """Mask entries per step for `space`: n (discrete), sum(nvec) (MultiDiscrete), else None."""
-    if space.kind == DISCRETE:
-        return space.n
+def rows_without_choice(masks: np.ndarray, space: ActionSpace) -> np.ndarray:
+    """Per row of (rows, W) masks: True where nothing is allowed (for multi_discrete: no
+    choice of some dimension)."""
     if space.kind == MULTI_DISCRETE and space.nvec is not None:
-        return int(sum(space.nvec))
-    return None
+        bounds = np.cumsum((0, *space.nvec))
+        parts = [masks[:, a:b].any(axis=1) for a, b in itertools.pairwise(bounds)]
+        allowed = np.asarray(np.stack(parts, axis=1).all(axis=1))
+        return ~allowed
+    return ~np.asarray(masks.any(axis=1))
+
+
+def rows_forbidding(masks: np.ndarray, actions: np.ndarray, space: ActionSpace) -> np.ndarray:
+    """Per row: True where the row's action (an id, or one choice per dimension) is one its
+    mask forbids."""
+    rows = np.arange(len(actions))
+    if space.kind == MULTI_DISCRETE and space.nvec is not None:
+        offsets = np.cumsum((0, *space.nvec))[:-1]
+        allowed: np.ndarray = masks[rows[:, None], actions + offsets].all(axis=1)
+    else:
+        allowed = masks[rows, actions]
+    return ~allowed
 
 
 def check_sample_masks(
@@ -46,7 +60,7 @@ def check_sample_masks(
     `declared`: whether the sample declares its number of actions (or nvec); when it does
     not, W must only cover the ids it holds."""
     width = int(masks.shape[1])
-    expected = mask_width_of(space)
+    expected = space.mask_width
     if expected is None:
         raise DataError(
             f"{where}: '{MASKS}' is stored for {space.describe()}; masks apply to discrete and "
@@ -61,23 +75,15 @@ def check_sample_masks(
             f"{expected} (one per action, per choice of every dimension); declare the action "
             "space in the metadata (action_dim, or action_space with nvec) or fix the masks"
         )
-    if space.kind == DISCRETE:
-        per_dim = [masks]
-        allowed = masks[np.arange(len(actions)), actions]
-    else:
-        assert space.nvec is not None
-        bounds = np.cumsum((0, *space.nvec))
-        per_dim = [masks[:, a:b] for a, b in itertools.pairwise(bounds)]
-        taken = actions + bounds[:-1]
-        allowed = masks[np.arange(len(actions))[:, None], taken].all(axis=1)
-    empty = ~np.stack([part.any(axis=1) for part in per_dim], axis=1).all(axis=1)
+    empty = rows_without_choice(masks, space)
     if empty.any():
         raise DataError(
             f"{where}: '{MASKS}' allows no action at step {int(np.argmax(empty))}; every step "
             "allows at least one (for multi_discrete, one choice of every dimension)"
         )
-    if not allowed.all():
-        step = int(np.argmax(~allowed))
+    forbidden = rows_forbidding(masks, actions, space)
+    if forbidden.any():
+        step = int(np.argmax(forbidden))
         raise DataError(
             f"{where}: the action {actions[step].tolist()} at step {step} is one its mask "
             f"forbids; fix the '{MASKS}' array or the actions (or drop the masks)"
@@ -111,7 +117,7 @@ class MaskCount:
 
     def check_space(self, space: ActionSpace, path: str) -> None:
         """The width against the dataset's merged action space."""
-        expected = mask_width_of(space)
+        expected = space.mask_width
         if self.width is not None and self.width != expected:
             raise DataError(
                 f"{path}: the action masks have {self.width} entries per step, but the "

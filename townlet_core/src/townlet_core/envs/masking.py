@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from townlet_core.data.action_space import MULTI_DISCRETE, ActionSpace
+from townlet_core.data.action_space import ActionSpace
+from townlet_core.data.masks import rows_forbidding
 from townlet_core.envs.spaces import INFO_MASK_KEY, MASKABLE_KINDS, action_mask, mask_width
 from townlet_core.errors import ConfigError
 
@@ -70,8 +71,6 @@ class StepMasks:
             if observation_key is not None
             else f"info['{INFO_MASK_KEY}']"
         )
-        offsets = np.cumsum((0, *(space.nvec or ())))[:-1] if space.kind == MULTI_DISCRETE else None
-        self._offsets = None if offsets is None else offsets.astype(np.int64)
 
     def read(
         self, observation: Any, info: Mapping[str, Any] | None, step: int
@@ -91,14 +90,10 @@ class StepMasks:
 
     def check(self, mask: np.ndarray, actions: np.ndarray, step: int) -> None:
         """ConfigError when an action is one the mask forbids (naming the step and env)."""
-        rows = np.arange(mask.shape[0])
-        if self._offsets is None:
-            allowed = mask[rows, actions]
-        else:
-            allowed = mask[rows[:, None], actions + self._offsets].all(axis=1)
-        if allowed.all():
+        forbidden = rows_forbidding(mask, actions, self.space)
+        if not forbidden.any():
             return
-        env = int(np.flatnonzero(~allowed)[0])
+        env = int(np.flatnonzero(forbidden)[0])
         action = actions[env].tolist()
         raise ConfigError(
             f"policy {self.policy_name} chose action {action} for env {env} at step {step}, "

@@ -12,7 +12,6 @@ observation key the config names, and refuses a state where nothing is allowed.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from townlet_core.data.action_space import (
     ActionSpace,
     size_problem,
 )
+from townlet_core.data.masks import rows_without_choice
 from townlet_core.errors import ConfigError, DataError
 
 #: How a sampled Box action reaches the env: clipped to its bounds, or squashed into them.
@@ -109,15 +109,14 @@ def env_actions(space: ActionSpace, actions: np.ndarray, mapping: ActionMapping)
 
 
 def mask_width(space: ActionSpace) -> int:
-    """Entries of one state's mask: one per action (Discrete), one per choice of every
-    dimension, dimension by dimension (MultiDiscrete, as gym-microrts lays them out)."""
-    if space.kind == DISCRETE:
-        return int(space.n or 0)
-    if space.kind == MULTI_DISCRETE and space.nvec is not None:
-        return int(sum(space.nvec))
-    raise ConfigError(  # MASKABLE_KINDS only
-        f"action masks apply to discrete and multi_discrete actions, not {space.describe()}"
-    )
+    """Entries of one state's mask (`ActionSpace.mask_width`), or a ConfigError for the
+    kinds masks do not apply to."""
+    width = space.mask_width
+    if width is None:
+        raise ConfigError(
+            f"action masks apply to discrete and multi_discrete actions, not {space.describe()}"
+        )
+    return width
 
 
 def action_mask(
@@ -162,16 +161,9 @@ def action_mask(
 
 def check_mask(mask: np.ndarray, space: ActionSpace, where: str = "") -> None:
     """DataError when a row allows no action (for MultiDiscrete: no choice of a dimension)."""
-    if space.kind == MULTI_DISCRETE and space.nvec is not None:
-        bounds = np.cumsum((0, *space.nvec))
-        allowed = np.stack(
-            [mask[:, a:b].any(axis=1) for a, b in itertools.pairwise(bounds)],
-            axis=1,
-        ).all(axis=1)
-    else:
-        allowed = mask.any(axis=1)
-    if not allowed.all():
-        env = int(np.flatnonzero(~allowed)[0])
+    empty = rows_without_choice(mask, space)
+    if empty.any():
+        env = int(np.flatnonzero(empty)[0])
         raise DataError(
             f"every action is masked for env {env}{_at(where)}: the environment allowed no "
             "action in this state; fix its action_mask (at least one action must be legal)"
