@@ -12,6 +12,7 @@ observation key the config names, and refuses a state where nothing is allowed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -97,8 +98,7 @@ def env_actions(space: ActionSpace, actions: np.ndarray, mapping: ActionMapping)
         return actions.astype(np.int8)
     if space.kind != BOX or space.low is None or space.high is None:
         return actions
-    low = np.asarray(space.low, dtype=np.float32)
-    high = np.asarray(space.high, dtype=np.float32)
+    low, high = _bounds(space)
     if mapping == "squash":
         bounded = np.isfinite(low) & np.isfinite(high)
         squashed = low + (np.tanh(actions) + 1.0) * 0.5 * (high - low)
@@ -106,6 +106,16 @@ def env_actions(space: ActionSpace, actions: np.ndarray, mapping: ActionMapping)
         return mapped
     clipped: np.ndarray = np.clip(actions, low, high).astype(np.float32)
     return clipped
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(space: ActionSpace) -> tuple[np.ndarray, np.ndarray]:
+    """A Box's bounds as float32 arrays, made once per space (`env_actions` runs every
+    environment step; an `ActionSpace` is frozen, so it can key the cache)."""
+    low = np.asarray(space.low, dtype=np.float32)
+    high = np.asarray(space.high, dtype=np.float32)
+    low.flags.writeable = high.flags.writeable = False
+    return low, high
 
 
 def mask_width(space: ActionSpace) -> int:
