@@ -53,10 +53,19 @@ def prepare(context: TrainingContext, config: AnnealConfig) -> None:
     `prepare` checks passed), and a ledger location that can take the verdict."""
     _refuse_cycles(context, config)
     missing: list[str] = []
+    start = context.warm_start or config.init_checkpoint
     for index, stage in enumerate(ordered(config.schedule)):
         name = stage_name(index, stage)
         try:
-            context.check_strategy(stage.strategy, stage.overrides, stage=name)
+            # Stage one starts from the given checkpoint (if any); a later stage from the
+            # checkpoint of the stage before it, not written yet.
+            context.check_strategy(
+                stage.strategy,
+                stage.overrides,
+                stage=name,
+                warm_start=start if index == 0 else None,
+                warm_start_pending=index > 0,
+            )
         except UnknownStrategyError as exc:
             missing.append(f"stage {name}: {exc}")
     if missing:

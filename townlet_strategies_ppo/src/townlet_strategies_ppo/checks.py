@@ -54,7 +54,7 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
     checkpoint is unusable, or the run's memory cannot fit this machine (the device was
     checked before, for every torch strategy: `execution.check_device`)."""
     starts = _start_checkpoints(context, config)
-    if config.bc_weight > 0 and not starts:
+    if config.bc_weight > 0 and not starts and not context.warm_start_pending:
         raise ConfigError(NO_REFERENCE)
     if not context.resume:
         _check_network_matches(config, starts)

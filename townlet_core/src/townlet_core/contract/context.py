@@ -52,7 +52,14 @@ class Stages(Protocol):
     ) -> TrainingResultDTO: ...
 
     def check(
-        self, parent: TrainingContext, name: str, overrides: Mapping[str, Any], *, stage: str
+        self,
+        parent: TrainingContext,
+        name: str,
+        overrides: Mapping[str, Any],
+        *,
+        stage: str,
+        warm_start: Path | None = None,
+        warm_start_pending: bool = False,
     ) -> BaseModel: ...
 
 
@@ -79,6 +86,10 @@ class TrainingContext:
     #: A checkpoint to start from, when a composing strategy passed one (a warm start). A
     #: strategy that cannot use it must raise a ConfigError saying so, never ignore it.
     warm_start: Path | None = None
+    #: True only while a composing strategy checks a stage before the run (`check_strategy`)
+    #: that will be handed a warm start an earlier stage has yet to write: a check that needs
+    #: a warm start to exist accepts it; one that reads the checkpoint waits for the run.
+    warm_start_pending: bool = False
     #: Free-form values a composing strategy hands to a stage.
     extras: dict[str, Any] = field(default_factory=dict)
     parent: TrainingContext | None = None
@@ -143,10 +154,27 @@ class TrainingContext:
         )
 
     def check_strategy(
-        self, name: str, overrides: Mapping[str, Any] | None = None, *, stage: str = "check"
+        self,
+        name: str,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        stage: str = "check",
+        warm_start: Path | None = None,
+        warm_start_pending: bool = False,
     ) -> BaseModel:
         """Validate, without running, what `run_strategy(name, overrides)` would run: the
         strategy is installed (else UnknownStrategyError with its install hint), loadable
         (torch present if it needs it) and its config with these overrides is valid (else
-        ConfigError). Returns that config."""
-        return self.stages.check(self, name, dict(overrides or {}), stage=stage)
+        ConfigError). Returns that config.
+
+        `warm_start`: the checkpoint the stage will start from, when it exists already;
+        `warm_start_pending=True`: the stage will start from one an earlier stage writes
+        (so a setting that needs a warm start, like `ppo.bc_weight`, is not refused)."""
+        return self.stages.check(
+            self,
+            name,
+            dict(overrides or {}),
+            stage=stage,
+            warm_start=warm_start,
+            warm_start_pending=warm_start_pending and warm_start is None,
+        )

@@ -39,7 +39,14 @@ class StageRunner:
         self.services = services
 
     def check(
-        self, parent: TrainingContext, name: str, overrides: Mapping[str, Any], *, stage: str
+        self,
+        parent: TrainingContext,
+        name: str,
+        overrides: Mapping[str, Any],
+        *,
+        stage: str,
+        warm_start: Path | None = None,
+        warm_start_pending: bool = False,
     ) -> BaseModel:
         """The validated config the stage would run with (strategy loaded, torch present),
         once the stage strategy's own `prepare` checks passed (nothing is written)."""
@@ -55,7 +62,9 @@ class StageRunner:
             sink=MetricsSink(path / METRICS_FILE),
             rng=np.random.default_rng(parent.seed),  # the global generators stay untouched
             parent=parent,
+            warm_start=warm_start,
         )
+        context.warm_start_pending = warm_start_pending
         prepare_only(loaded, context, section)
         return section
 
