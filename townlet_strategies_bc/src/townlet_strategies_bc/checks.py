@@ -26,6 +26,32 @@ NO_DATA = (
 )
 
 
+#: `bc.capture.policy` naming the checkpoint the run starts from.
+WARM_START_POLICY = "warm_start"
+NO_WARM_START = (
+    "bc.capture.policy: warm_start acts with the checkpoint the run starts from, and this run "
+    "starts from none; policy: warm_start needs a warm start, e.g. a bc stage after another "
+    "stage in an anneal schedule, or name a checkpoint path, scripted or random instead"
+)
+
+
+def capture_policy(context: TrainingContext, capture: CaptureSpec) -> str:
+    """The acting policy's spec for the capture run: `warm_start` becomes the path of the
+    checkpoint the run starts from (a ConfigError when there is none)."""
+    if capture.policy != WARM_START_POLICY:
+        return capture.policy
+    if context.warm_start is None:
+        raise ConfigError(NO_WARM_START)
+    return str(context.warm_start)
+
+
+def _check_warm_start_policy(context: TrainingContext, capture: CaptureSpec) -> None:
+    """`policy: warm_start` needs a warm start: one given now, or one a composing strategy
+    will hand in at run time (anneal checking a later stage, `warm_start_pending`)."""
+    if capture.policy == WARM_START_POLICY and not context.warm_start_pending:
+        capture_policy(context, capture)
+
+
 def prepare(context: TrainingContext, config: BCConfig) -> None:
     """Fail early when there is nothing to learn from, the data is not valid, the evaluation
     environment does not fit it, or the warm start is unreadable or does not fit it."""
@@ -34,6 +60,7 @@ def prepare(context: TrainingContext, config: BCConfig) -> None:
     if config.dataset is None:
         assert config.capture is not None
         captured = _spaces(config.capture.env_settings(), "bc.capture.")
+        _check_warm_start_policy(context, config.capture)
         _check_expert_fits(config.capture)
         _check_settings_fit(config, captured[1], f"bc.capture.env '{config.capture.env}'")
         evaluated = config.eval_env_settings()
@@ -123,9 +150,10 @@ def _check_warm_start_normalises(config: BCConfig, info: CheckpointInfo) -> None
 
 def _check_expert_fits(capture: CaptureSpec) -> None:
     """The scripted expert reads its env's raw observations; wrappers that change them
-    would make it act on the wrong numbers after the run directory exists."""
-    if capture.policy != "scripted" or not capture.wrappers:
+    would make it act (or label) on the wrong numbers after the run directory exists."""
+    if "scripted" not in (capture.policy, capture.labels) or not capture.wrappers:
         return
+    field = "policy" if capture.policy == "scripted" else "labels"
     from townlet_core.envs.capture import check_expert_observations
     from townlet_core.envs.make import make_vector_env
 
@@ -133,7 +161,7 @@ def _check_expert_fits(capture: CaptureSpec) -> None:
     try:
         check_expert_observations(env, capture.env_settings())
     except ConfigError as exc:
-        raise ConfigError(f"bc.capture.policy: {exc}") from exc
+        raise ConfigError(f"bc.capture.{field}: {exc}") from exc
     finally:
         env.close()
 

@@ -37,7 +37,17 @@ class CaptureSpec(BaseModel):
         default_factory=list, description=WRAPPERS_HELP.format(what="the capture")
     )
     policy: str = Field(
-        "scripted", description="Who acts: scripted (the built-in expert), random, or a path."
+        "scripted",
+        description="Who acts: scripted (the built-in expert), random, module:factory, a "
+        "checkpoint path, or warm_start (the checkpoint this run starts from: inside an "
+        "anneal schedule, the current policy).",
+    )
+    labels: str | None = Field(
+        None,
+        min_length=1,
+        description="Who labels the recorded actions: null = the acting policy; scripted = "
+        "the environment's built-in expert (DAgger-style relabelling: the acting policy's "
+        "states, the expert's actions); also random, module:factory or a checkpoint path.",
     )
     episodes: int = Field(10, ge=1, description="Episodes to record.")
     num_envs: int = Field(4, ge=1, description="Environments stepped together.")

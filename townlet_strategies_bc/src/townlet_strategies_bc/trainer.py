@@ -53,6 +53,7 @@ from townlet_core.nn import (
     select_device,
     torch_threads,
 )
+from townlet_strategies_bc.checks import capture_policy
 from townlet_strategies_bc.config import BCConfig
 from townlet_strategies_bc.divergence import LossTrace, check_divergence
 from townlet_strategies_bc.objective import Objective, objective_for
@@ -88,14 +89,17 @@ def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, s
     with context.services.progress(None, f"capture {spec.env}") as progress:
         summary = capture(
             spec.env_settings(),
-            spec.policy,
+            capture_policy(context, spec),
             episodes=spec.episodes,
             num_envs=spec.num_envs,
             seed=context.seed if spec.seed is None else spec.seed,
             out=out,
             max_episode_steps=spec.max_episode_steps,
             progress=progress,
+            labeller=spec.labels,
         )
+    if summary.labeller is not None:
+        context.log(f"townlet: {summary.policy} acted, {summary.labeller} labelled the actions")
     context.log(
         f"townlet: recorded {summary.num_trajectories} demonstrations ({summary.transitions} "
         f"steps, mean return {summary.mean_return:.1f}) in {out}"

@@ -45,6 +45,12 @@ if TYPE_CHECKING:
     metavar="POLICY",
     help="scripted (the built-in expert), random, module:factory or a checkpoint PATH.",
 )
+@click.option(
+    "--labels",
+    metavar="POLICY",
+    help="Record this policy's actions for the states --policy visits (DAgger-style "
+    "relabelling), e.g. scripted; default: --policy's own actions.",
+)
 @click.option("--episodes", type=click.IntRange(min=1), help="Capture this many episodes.")
 @click.option(
     "--steps",
@@ -83,6 +89,7 @@ def capture(
     env_kwargs: str | None,
     wrappers: tuple[str, ...],
     policy: str,
+    labels: str | None,
     episodes: int | None,
     steps: int | None,
     num_envs: int,
@@ -101,6 +108,7 @@ def capture(
     config's env_kwargs and wrappers do; the manifest records them (as data). Discrete,
     Box (clipped into its bounds), MultiDiscrete and MultiBinary actions are recorded;
     action masks, where the environment gives them, are recorded as `action_masks`.
+    --labels relabels: --policy acts, the labeller's actions are recorded.
     """
     if (episodes is None) == (steps is None):
         raise click.UsageError("give exactly one of --episodes N or --steps N")
@@ -126,6 +134,7 @@ def capture(
                 out=out,
                 progress=progress,
                 action_mask_key=action_mask_key,
+                labeller=labels,
             )
     except EnvSettingsError as exc:
         raise exc.renamed(CLI_OPTIONS) from exc
@@ -169,6 +178,8 @@ def format_summary(summary: CaptureSummary) -> str:
             f"  length: mean {lengths['mean']:.4g}, min {lengths['min']:.0f}, "
             f"max {lengths['max']:.0f}"
         )
+    if summary.labeller is not None:
+        lines.append(f"  actions labelled by {summary.labeller} ({summary.policy} acted)")
     if summary.action_blocked_ratio is not None:
         lines.append(f"  action_blocked_ratio: {summary.action_blocked_ratio:.4g}")
     if summary.path is not None:

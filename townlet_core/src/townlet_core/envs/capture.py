@@ -24,6 +24,11 @@ How it works, and why:
   `(T, A)` vectors otherwise, the space in each sample's `action_space` metadata (Discrete
   captures keep today's metadata exactly). Where the env gives action masks
   (`townlet_core.envs.masking`), each step's mask is recorded as `action_masks` (T, W).
+- With a `labeller` (DAgger-style relabelling) the acting policy still drives the env, so
+  the states visited are its own, but each recorded action is the labeller's answer for
+  the same observation batch. The acting policy's log-probs and values describe its own
+  actions, not the recorded ones, so they are recorded as zeros (and a truncated episode's
+  bootstrap value too): a learner that read them as the recorded action's would be misled.
 
 Reproducibility: the same environment, policy, `seed`, `num_envs` and budget give
 byte-identical arrays. The first reset is seeded with `seed` (a SyncVectorEnv gives env i
@@ -82,6 +87,9 @@ class CaptureSummary:
     #: Mean share of the action mask's entries that were masked out, over the recorded
     #: steps; None when the env gave no masks.
     action_blocked_ratio: float | None = None
+    #: Who chose the recorded actions when not the acting `policy` (DAgger-style
+    #: relabelling); None when the acting policy's own actions were recorded.
+    labeller: str | None = None
 
     @property
     def num_trajectories(self) -> int:
@@ -113,6 +121,7 @@ class CaptureSummary:
         out: dict[str, Any] = {
             "env_id": self.env_id,
             "policy": self.policy,
+            "labeller": self.labeller,
             "seed": self.seed,
             "num_envs": self.num_envs,
             "vectorization": self.vectorization,
@@ -464,6 +473,7 @@ def capture(
     progress: ProgressLike | None = None,
     keep: bool = True,
     action_mask_key: str | None = None,
+    labeller: Policy | str | None = None,
 ) -> CaptureSummary:
     """Run `policy` in `num_envs` copies of `env_id` and record trajectories.
 
@@ -485,6 +495,14 @@ def capture(
     key `action_mask_key` (or the settings' own; not recorded as a feature); a policy with
     `accepts_action_mask` is given them, an action a mask forbids is a ConfigError naming
     the step, and the masks are recorded as each sample's `action_masks` (T, W).
+
+    `labeller` (a policy or spec as for `policy`) relabels, DAgger-style: the env is stepped
+    with `policy`'s actions, but the action recorded for each step is the labeller's for
+    the same observations (checked as the acting policy's are: `as_output`, and the mask).
+    Log-probs and values are then recorded as zeros, since the acting policy's belong to
+    its own actions, not the recorded ones; the manifest and summary name the labeller. A
+    "random" labeller draws from the stream of `seed + 1`, so that it does not repeat a
+    random acting policy's choices.
     """
     quotas = _quotas(episodes, steps, num_envs)
     if max_episode_steps is not None and max_episode_steps < 1:
@@ -501,10 +519,12 @@ def capture(
         masks = StepMasks(space, action_mask_key, policy_name)
         check_mask_key(env.single_observation_space, action_mask_key, env_id)
         layout = observation_layout(env.single_observation_space, env_id, action_mask_key)
-        if policy == "scripted":
+        if policy == "scripted" or labeller == "scripted":
             check_expert_observations(env, env_settings)
-        if isinstance(policy, str):
-            policy = resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
+        acting = _resolved(policy, env, env_id, seed, layout)
+        # A random labeller gets its own stream: with `seed` it would repeat a random actor.
+        labelling = None if labeller is None else _resolved(labeller, env, env_id, seed + 1, layout)
+        labeller_name = None if labelling is None else labelling[1]
         settings: dict[str, Any] = {
             "env_id": env_id,
             "policy": policy_name,
@@ -522,6 +542,8 @@ def capture(
             settings.update(env_kwargs=recorded["kwargs"], wrappers=recorded["wrappers"])
         if action_mask_key is not None:
             settings["action_mask_key"] = action_mask_key
+        if labeller_name is not None:  # captures without one keep today's manifest exactly
+            settings["labeller"] = labeller_name
         writer = None if out is None else _open_writer(out, settings)
         names = env.metadata.get("feature_names")
         state = _Capture(
@@ -539,7 +561,7 @@ def capture(
         )
         started = time.perf_counter()
         try:
-            _run(env, policy, policy_name, state, seed)
+            _run(env, acting, labelling, state, seed)
         except KeyboardInterrupt:
             if writer is not None:
                 writer.update_metadata(interrupted=True, **_totals(state))
@@ -563,7 +585,22 @@ def capture(
         path=out,
         trajectories=tuple(state.kept),
         action_blocked_ratio=blocked,
+        labeller=labeller_name,
     )
+
+
+def _resolved(
+    policy: Policy | str,
+    env: Any,
+    env_id: str,
+    seed: int,
+    layout: Mapping[str, tuple[int, ...]],
+) -> tuple[Policy, str]:
+    """The callable for a policy or spec (`resolve_policy`), with the name records use."""
+    name = _policy_name(policy)
+    if isinstance(policy, str):
+        policy = resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
+    return policy, name
 
 
 def check_expert_observations(env: Any, settings: EnvSettings) -> None:
@@ -582,14 +619,19 @@ def check_expert_observations(env: Any, settings: EnvSettings) -> None:
         )
 
 
-def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> None:
-    """Step until every env has used its share of the budget."""
-    num_envs, space, masks = state.buffer.num_envs, state.space, state.masks
+def _answerer(
+    policy: Policy, name: str, state: _Capture
+) -> Callable[[Any, np.ndarray | None, int], PolicyOutput]:
+    """Call `policy` on a batch (with `action_mask=` when it accepts one) and check its
+    answer: shapes and range (`as_output`), and that the mask allows every action."""
+    num_envs, space = state.buffer.num_envs, state.space
+    masks = state.masks
+    if name != masks.policy_name:  # mask errors name whoever chose the action
+        masks = StepMasks(masks.space, masks.observation_key, name)
     wants_mask = accepts_action_mask(policy)
     masked: Callable[..., object] = policy  # called with action_mask= when it accepts one
-    step = 0
 
-    def act(observation: Any, mask: np.ndarray | None) -> PolicyOutput:
+    def answer(observation: Any, mask: np.ndarray | None, step: int) -> PolicyOutput:
         if mask is None:
             return as_output(policy(observation), num_envs, space, name)
         result = masked(observation, action_mask=mask) if wants_mask else policy(observation)
@@ -597,33 +639,60 @@ def _run(env: Any, policy: Policy, name: str, state: _Capture, seed: int) -> Non
         masks.check(mask, output.actions, step)
         return output
 
+    return answer
+
+
+def _run(
+    env: Any,
+    acting: tuple[Policy, str],
+    labelling: tuple[Policy, str] | None,
+    state: _Capture,
+    seed: int,
+) -> None:
+    """Step until every env has used its share of the budget.
+
+    `acting` drives the env; what is recorded is its output, or with `labelling` the
+    labeller's actions for the same observations (no log-probs or values: see `capture`).
+    """
+    act = _answerer(*acting, state)
+    label = None if labelling is None else _answerer(*labelling, state)
+    step = 0
+
+    def decide(observation: Any, mask: np.ndarray | None) -> tuple[PolicyOutput, PolicyOutput]:
+        """(what the env is sent, what is recorded)."""
+        output = act(observation, mask, step)
+        if label is None:
+            return output, output
+        return output, PolicyOutput(label(observation, mask, step).actions)
+
     observation, info = env.reset(seed=seed)
-    mask = masks.read(observation, info, step)
-    output = act(observation, mask)
+    mask = state.masks.read(observation, info, step)
+    output, written = decide(observation, mask)
     while True:
-        row = state.write_inputs(observation, output, mask)
+        row = state.write_inputs(observation, written, mask)
         recorded = state.recording_count
         observation, rewards, terminated, truncated, info = env.step(output.actions)
         step += 1
-        mask = masks.read(observation, info, step)
+        mask = state.masks.read(observation, info, step)
         ended = state.write_outcome(row, rewards, terminated, truncated, info)
         if ended is None:  # the common case: every episode goes on
-            output = act(observation, mask)
+            output, written = decide(observation, mask)
             state.report(recorded, 0)
             continue
         finished, cut = ended
         # A truncated episode's bootstrap is the policy's value of its final observation,
         # which the next policy call (on `observation`) computes; write the others first so
-        # that an interrupt in that call loses none of them.
+        # that an interrupt in that call loses none of them. A relabelled capture records
+        # no values, so its bootstraps are 0.
         wants_value = finished & (cut | truncated) & ~terminated
-        if output.values is None:
+        if written.values is None:
             wants_value[:] = False
         for env_index in np.flatnonzero(finished & ~wants_value):
             state.finish(int(env_index), row, bool(cut[env_index]), 0.0)
         running = state.running
         if running or wants_value.any():
-            output = act(observation, mask)
-        values = output.values
+            output, written = decide(observation, mask)
+        values = written.values
         for env_index in np.flatnonzero(wants_value):
             bootstrap = 0.0 if values is None else float(values[env_index])
             state.finish(int(env_index), row, bool(cut[env_index]), bootstrap)
