@@ -48,8 +48,9 @@ def capture_policy(context: TrainingContext, capture: CaptureSpec) -> str:
 def _check_warm_start_policy(context: TrainingContext, capture: CaptureSpec) -> None:
     """`policy: warm_start` needs a warm start: one given now, or one a composing strategy
     will hand in at run time (anneal checking a later stage, `warm_start_pending`)."""
-    if capture.policy == WARM_START_POLICY and not context.warm_start_pending:
-        capture_policy(context, capture)
+    none_coming = context.warm_start is None and not context.warm_start_pending
+    if capture.policy == WARM_START_POLICY and none_coming:
+        raise ConfigError(NO_WARM_START)
 
 
 def prepare(context: TrainingContext, config: BCConfig) -> None:

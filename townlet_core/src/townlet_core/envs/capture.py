@@ -521,9 +521,11 @@ def capture(
         layout = observation_layout(env.single_observation_space, env_id, action_mask_key)
         if policy == "scripted" or labeller == "scripted":
             check_expert_observations(env, env_settings)
-        acting = _resolved(policy, env, env_id, seed, layout)
-        # A random labeller gets its own stream: with `seed` it would repeat a random actor.
-        labelling = None if labeller is None else _resolved(labeller, env, env_id, seed + 1, layout)
+        acting = (_resolved(policy, env, env_id, seed, layout), policy_name)
+        labelling = None
+        if labeller is not None:
+            # A random labeller gets its own stream: with `seed` it would repeat a random actor.
+            labelling = (_resolved(labeller, env, env_id, seed + 1, layout), _policy_name(labeller))
         labeller_name = None if labelling is None else labelling[1]
         settings: dict[str, Any] = {
             "env_id": env_id,
@@ -595,12 +597,11 @@ def _resolved(
     env_id: str,
     seed: int,
     layout: Mapping[str, tuple[int, ...]],
-) -> tuple[Policy, str]:
-    """The callable for a policy or spec (`resolve_policy`), with the name records use."""
-    name = _policy_name(policy)
+) -> Policy:
+    """The callable for a policy or spec (`resolve_policy`)."""
     if isinstance(policy, str):
-        policy = resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
-    return policy, name
+        return resolve_policy(policy, env_id, env.single_action_space, seed, layout=layout)
+    return policy
 
 
 def check_expert_observations(env: Any, settings: EnvSettings) -> None:
