@@ -99,7 +99,6 @@ from typing import Any
 import yaml
 
 CONFIGS = ("bc", "ppo", "sb3", "naive", "anneal")
-EVAL_SEED_OFFSET = 1_000_003  # as townlet_strategies_ppo.trainer: never a training reset
 RETURN_TOLERANCE = 0.05  # the anneal `return` guardrail's
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 TASK_KEYS = ("env", "target", "bc", "accuracy_threshold", "ppo", "anneal_ppo")
@@ -355,6 +354,7 @@ def run_sb3(task: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
     from townlet_core.envs.evaluation import evaluate_policy
     from townlet_strategies_ppo.config import PPOConfig
+    from townlet_strategies_ppo.trainer import EVAL_SEED_OFFSET  # never a training reset
 
     torch.set_num_threads(1)
     ppo = ppo_settings(task)
