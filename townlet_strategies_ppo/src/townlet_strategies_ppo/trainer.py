@@ -127,6 +127,10 @@ class PPOTrainer:
         self.reference = self._reference(observation, actions)
         self.shuffle_rng = np.random.default_rng([context.seed, 1])
         self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
+        # The global RNG too: torch seeds it at random in each process, and state.pt keeps
+        # it (for a resume to restore), so unseeded, two runs with one seed would differ
+        # there and in anything drawing from it (a wrapper, an op without a generator).
+        torch.manual_seed(context.seed)
         carried = context.state
         cycle = int(carried.get("cycle_id", -1))
         self.position = TrainingPosition(
