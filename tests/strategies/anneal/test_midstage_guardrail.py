@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from townlet_core.runtime.metrics import read_metrics
-from townlet_strategies_anneal.guardrails import DEFAULT_GUARDRAILS
+from townlet_strategies_anneal.guardrails import DEFAULT_GUARDRAILS, Guardrail
 from townlet_strategies_anneal.judging import judge
 
 from .conftest import BC, ppo
@@ -33,6 +35,32 @@ def test_a_return_that_dipped_mid_stage_fires_even_if_it_recovered():
     assert dipped.outcome == "held" and dipped.flags["return"] is True
 
 
+@pytest.mark.parametrize(("data_mode", "held"), [("rollout", True), ("replay", False)])
+def test_a_return_guardrail_for_one_kind_of_data_reads_each_evaluations_data_mode(data_mode, held):
+    live_only = Guardrail(
+        metric="eval_mean_return", direction="drop", tolerance=0.05, data="rollout"
+    )
+    judgement = judge(
+        {**PPO_RESULT, "data_mode": data_mode},
+        threshold=0.9,
+        guardrails=[live_only],
+        baselines={"eval_mean_return": 500.0},
+        during=[{"eval_mean_return": 120.0, "data_mode": data_mode}],
+    )
+    assert (judgement.outcome == "held") is held
+
+
+def test_the_evaluations_during_a_stage_carry_their_data_mode(tmp_path):
+    from townlet_strategies_anneal.schedule import _evaluations_during
+
+    lines = [
+        {"epoch": 1, "data_mode": "rollout", "loss_total": 2.0},
+        {"epoch": 2, "data_mode": "rollout", "eval_mean_return": 120.0},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert _evaluations_during(tmp_path) == [{"eval_mean_return": 120.0, "data_mode": "rollout"}]
+
+
 @pytest.mark.slow
 def test_a_destabilising_learning_rate_fires_mid_stage_and_keeps_the_clone(anneal, tmp_path):
     """A clone at 500 fine-tuned at a learning rate of 0.05 collapses within a few updates;
@@ -52,7 +80,8 @@ def test_a_destabilising_learning_rate_fires_mid_stage_and_keeps_the_clone(annea
     assert "return_flag_cycle_1" in result.reasons
     # caught by the evaluation after the first update, not only at the stage's end
     first_eval = read_metrics(tmp_path / "run" / "stages" / "01-cycle1-ppo" / "metrics.jsonl")[0]
-    assert first_eval["eval_mean_return"] < 0.95 * result.stages[0].metrics["eval_mean_return"]
+    (guard,) = [g for g in DEFAULT_GUARDRAILS if g.flag == "return"]
+    assert guard.fires(first_eval["eval_mean_return"], result.stages[0].metrics["eval_mean_return"])
     assert result.stages[1].metrics["eval_mean_return_lowest"] <= first_eval["eval_mean_return"]
     run = tmp_path / "run"
     bc_weights = run / "stages" / "00-cycle0-bc" / "checkpoint" / "weights.safetensors"

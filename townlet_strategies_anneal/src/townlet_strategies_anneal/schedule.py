@@ -199,8 +199,8 @@ def _evaluations_during(stage_dir: Path) -> list[dict[str, Any]]:
     metrics = stage_dir / METRICS_FILE
     if not metrics.exists():
         return []
-    return [
-        {RETURN_METRIC: line[RETURN_METRIC]}
+    return [  # with the line's data_mode, which a guardrail may be limited to
+        {RETURN_METRIC: line[RETURN_METRIC], "data_mode": line.get("data_mode")}
         for line in read_metrics(metrics)
         if isinstance(line.get(RETURN_METRIC), (int, float))
     ]
