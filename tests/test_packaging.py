@@ -245,8 +245,15 @@ def test_ppo_extra_lists_exactly_ppo_then_anneal_brings_all_three(wheelhouse, ve
 
     _install(venv, wheelhouse, env, "townlet-core[anneal]")
     assert _listed(venv, env) == ["anneal", "bc", "ppo"]
+    # the extra brings what the built-in task needs (its environment is Box2D's) ...
+    lander = _run([venv / "bin" / "python", "-c", LUNAR_LANDER_STEPS], env)
+    assert lander.returncode == 0, lander.stderr
+    # ... and anneal composes the installed bc and ppo (the CartPole schedule that was the
+    # default: seconds, where the default task is a minute and a half; it has its own test)
+    schedule = tmp_path / "cartpole.yaml"
+    schedule.write_text(CARTPOLE_ANNEAL)
     annealed = _run(
-        [townlet, "train", "--strategy", "anneal", "--json", "--exit-on-failure"], env, cwd=tmp_path
+        [townlet, "train", "-c", schedule, "--json", "--exit-on-failure"], env, cwd=tmp_path
     )
     assert annealed.returncode == 0, annealed.stderr
     summary = json.loads(annealed.stdout)
@@ -254,6 +261,21 @@ def test_ppo_extra_lists_exactly_ppo_then_anneal_brings_all_three(wheelhouse, ve
     assert summary["final_eval_mean_return"] >= 475
     status = _run([townlet, "promotion", "status", "--json"], env, cwd=tmp_path)
     assert json.loads(status.stdout)["pass_streak"] == 1
+
+
+LUNAR_LANDER_STEPS = (
+    "import gymnasium; env = gymnasium.make('LunarLander-v3'); env.reset(seed=0); env.step(0)"
+)
+CARTPOLE_ANNEAL = """\
+strategy: anneal
+anneal:
+  schedule:
+    - {cycle: 0, strategy: bc, overrides: {capture: {env: CartPole-v1, episodes: 10}}}
+    - cycle: 1
+      strategy: ppo
+      overrides: {env: CartPole-v1, total_timesteps: 8192, learning_rate: 1.0e-4,
+                  eval_every: null, stop_return: null}
+"""
 
 
 def test_anneal_without_ppo_names_what_is_missing_before_training(wheelhouse, venv, tmp_path):

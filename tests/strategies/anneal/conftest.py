@@ -38,6 +38,11 @@ def ppo(cycle: int, **overrides: Any) -> dict[str, Any]:
     return {"cycle": cycle, "strategy": "ppo", "overrides": {**base, **overrides}}
 
 
+#: The CartPole schedule that was the default task before LunarLander (a few seconds):
+#: the `anneal` fixture runs it when a test gives no schedule, so only the test of the
+#: default task pays for the default task.
+CARTPOLE_SCHEDULE = [BC, ppo(1, total_timesteps=8192)]
+
 #: A bc stage and a ppo stage that take about a second each (the policies are poor).
 SMALL_BC = {
     "cycle": 0,
@@ -60,14 +65,23 @@ def add_plugins(registry: StrategyRegistry, *, without: tuple[str, ...] = ()) ->
 
 @pytest.fixture
 def anneal(townlet_registry: StrategyRegistry, townlet_train: Any) -> Any:
-    """`anneal(section, name="run", seed=0, **other_sections)` runs anneal into
-    tmp_path/name (the ledger under tmp_path/runs)."""
+    """`anneal(section, name="run", seed=0, default_task=False, **other_sections)` runs
+    anneal into tmp_path/name (the ledger under tmp_path/runs); a section without a schedule
+    gets CARTPOLE_SCHEDULE unless default_task asks for the real default."""
     add_plugins(townlet_registry)
 
     def run(
-        section: dict[str, Any] | None = None, *, name: str = "run", seed: int = 0, **extra: Any
+        section: dict[str, Any] | None = None,
+        *,
+        name: str = "run",
+        seed: int = 0,
+        default_task: bool = False,
+        **extra: Any,
     ) -> AnnealSummaryDTO:
-        result = townlet_train("anneal", section, name=name, seed=seed, config=extra)
+        section = dict(section or {})
+        if not default_task:
+            section.setdefault("schedule", CARTPOLE_SCHEDULE)
+        result = townlet_train("anneal", section or None, name=name, seed=seed, config=extra)
         assert isinstance(result, AnnealSummaryDTO)
         return result
 

@@ -1,8 +1,12 @@
 """`AnnealConfig`: the `anneal:` section. The default schedule is the built-in task: clone
-the scripted CartPole expert, then fine-tune with PPO, every stage guarded."""
+ten episodes of Gymnasium's heuristic LunarLander pilot (a clone that often crashes), then
+fine-tune it with PPO, the critic fitted first and a decaying BC term keeping the policy
+near the clone early on, every stage guarded. Why this task and these settings, with the
+measured figures: ADR 0010 and benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +47,40 @@ class Stage(BaseModel):
         return strategy
 
 
+#: The built-in task's environment (Box2D: `townlet-core[anneal]` installs it).
+DEFAULT_ENV = "LunarLander-v3"
+
+#: PPO for LunarLander: RL Zoo's gamma, lambda and entropy bonus, with 16 x 256-step rollouts,
+#: 512-transition mini-batches and a learning rate of 1e-3 (decaying linearly) so that 192
+#: updates fit in about a minute and a half on 2 cores.
+DEFAULT_PPO: Mapping[str, Any] = {
+    "env": DEFAULT_ENV,
+    "total_timesteps": 786_432,
+    "num_envs": 16,
+    "num_steps": 256,
+    "update_epochs": 4,
+    "minibatch_size": 512,
+    "learning_rate": 1e-3,
+    "gamma": 0.999,
+    "gae_lambda": 0.98,
+    "ent_coef": 0.01,
+    "eval_every": 16,
+    "eval_episodes": 20,
+    "stop_return": None,
+}
+
+
 def default_schedule() -> list[Stage]:
     return [
         Stage(
             cycle=0,
             strategy="bc",
-            overrides={"capture": {"env": "CartPole-v1", "episodes": 10}, "epochs": 20},
+            overrides={"capture": {"env": DEFAULT_ENV, "episodes": 10}, "epochs": 30},
         ),
         Stage(
             cycle=1,
             strategy="ppo",
-            overrides={
-                "env": "CartPole-v1",
-                "total_timesteps": 8192,
-                "learning_rate": 1e-4,
-                "eval_every": None,
-                "stop_return": None,
-            },
+            overrides={**DEFAULT_PPO, "bc_weight": 0.2, "bc_weight_schedule": "linear"},
         ),
     ]
 
@@ -75,11 +96,12 @@ class AnnealConfig(BaseModel):
         description="Stages to run; each starts from the last accepted checkpoint.",
     )
     accuracy_threshold: float = Field(
-        0.9,
+        0.75,
         ge=0,
         le=1.01,
         description="BC gate: a behaviour-cloning stage below this validation accuracy fails, "
-        "is rolled back, and stops the schedule.",
+        "is rolled back, and stops the schedule (the original's 0.9 refuses every clone of "
+        "the built-in task, which agree with the heuristic pilot on 80-87% of states).",
     )
     guardrails: list[Guardrail] = Field(
         default_factory=lambda: list(DEFAULT_GUARDRAILS),
