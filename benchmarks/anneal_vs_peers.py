@@ -552,20 +552,25 @@ def plot(runs: Mapping[str, list[Run]], target: float, env_id: str, path: Path) 
     end = max(
         (run.curve[-1][0] for group in runs.values() for run in group if run.curve), default=1
     )
+    lowest_median = target
     for name, group in runs.items():
         curves = [run.curve for run in group if run.curve]
         if not curves:
             continue
         grid, medians, lows, highs = _median_band(curves)
-        if name == "bc":  # one point per seed: a flat line from the capture on
+        if name == "bc":  # one point per seed: a flat line (every seed's) from the capture on
             grid, medians, lows, highs = (
                 [grid[0], end],
-                medians[:1] * 2,
-                lows[:1] * 2,
-                highs[:1] * 2,
+                medians[-1:] * 2,
+                lows[-1:] * 2,
+                highs[-1:] * 2,
             )
         axes.plot(grid, medians, label=name)
         axes.fill_between(grid, lows, highs, alpha=0.2)
+        lowest_median = min(lowest_median, *medians)
+    # a scratch run's first evaluations can be far below everything else (-1,400 on
+    # LunarLander): the medians stay in view, bands are cut below them
+    axes.set_ylim(bottom=lowest_median - 0.25 * abs(target - lowest_median))
     axes.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:g}")
     axes.set_xlabel("environment steps")
     axes.set_ylabel("greedy mean return")

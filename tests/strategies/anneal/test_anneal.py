@@ -17,7 +17,7 @@ from .conftest import BC, QUICK_PPO, SMALL_BC, add_plugins, ppo
 @pytest.mark.slow
 def test_the_default_task_passes_and_fine_tuning_beats_the_clone(anneal, tmp_path):
     """`townlet train --strategy anneal` as the README runs it: a clone of ten heuristic
-    LunarLander episodes, well short of the task's 200, that PPO improves on (about 90 s)."""
+    LunarLander episodes, well short of the task's 200, that PPO takes past 200 (about 90 s)."""
     result = anneal(default_task=True)
     assert result.anneal_status == "PASS" and result.reasons == []
     assert [(s.strategy, s.outcome) for s in result.stages] == [
@@ -27,14 +27,11 @@ def test_the_default_task_passes_and_fine_tuning_beats_the_clone(anneal, tmp_pat
     clone = result.stages[0].metrics["eval_mean_return"]
     assert clone < 150  # an imperfect clone: the task's target is 200
     assert result.final_eval_mean_return is not None
-    assert result.final_eval_mean_return > clone + 50
-    stage = tmp_path / "run" / "stages" / "01-cycle1-ppo"
-    weights = [line["bc_weight"] for line in read_metrics(stage / "metrics.jsonl")]
-    assert weights[:4] == [0.0] * 4  # the critic warm-up: the policy does not move
-    tuning = weights[4:]  # then 0.2, decaying linearly to 0 at the last update
-    assert tuning[0] == pytest.approx(0.2) and tuning[-1] == 0.0
-    assert tuning == sorted(tuning, reverse=True)
-    assert json.loads((stage / "result.json").read_text())["critic_warmup_updates"] == 4
+    assert result.final_eval_mean_return > max(200.0, clone + 50)
+    run = tmp_path / "run"
+    assert result.stages[1].warm_start == str(run / "stages" / "00-cycle0-bc" / "checkpoint")
+    lowest = result.stages[1].metrics["eval_mean_return_lowest"]
+    assert lowest > clone  # no dip below the clone at any of its 12 evaluations
 
 
 @pytest.mark.slow
