@@ -1,6 +1,8 @@
 """Environments in worker processes against in-process stepping: steps per second.
 
-For each environment (default CartPole-v1, LunarLander-v3, BipedalWalker-v3) and each
+For each environment (default CartPole-v1, LunarLander-v3, BipedalWalker-v3, and CartPole
+made to compute 300, 1,000 and 3,000 us more a step, standing in for costlier simulators such
+as MuJoCo's, which are not installed here) and each
 number of workers W (default 1 and 2), Townlet's `make_vector_env` builds W copies stepped
 in this process (`vector="sync"`, Gymnasium's SyncVectorEnv; the peer) and W copies each
 in its own worker process (`vector="async"`, Gymnasium's AsyncVectorEnv with shared
@@ -27,19 +29,43 @@ import os
 import platform
 import statistics
 import time
+from typing import Any
 
 import gymnasium
 import numpy as np
 
 from townlet_core.envs.make import make_vector_env, step_seconds
+from townlet_core.envs.settings import EnvSettings
 
 TARGET_RATIO = 1.6
 COSTLY_STEP_SECONDS = 200e-6
+BUSY_ENV = "TownletBench/BusyCartPole-v0"
+
+
+def _busy_cartpole(busy_us: float = 300.0, **kwargs: Any) -> Any:
+    """CartPole that computes for `busy_us` microseconds a step: a stand-in for a costly
+    simulator (the CPU is busy, as in a physics step, not asleep)."""
+
+    class Busy(gymnasium.Wrapper):  # type: ignore[type-arg]
+        def step(self, action: Any) -> Any:
+            end = time.perf_counter() + busy_us * 1e-6
+            while time.perf_counter() < end:
+                pass
+            return self.env.step(action)
+
+    return Busy(gymnasium.make("CartPole-v1", **kwargs))
+
+
+def _settings(env: str) -> str | EnvSettings:
+    """`busy:N` is BUSY_ENV at N us a step; anything else a Gymnasium id."""
+    if env.startswith("busy:"):
+        return EnvSettings(id=BUSY_ENV, kwargs={"busy_us": float(env.split(":", 1)[1])})
+    return env
 
 
 def steps_per_second(env_id: str, workers: int, vector: str, seconds: float) -> float:
     """Environment steps per second of `workers` copies of `env_id` stepped `vector`."""
-    env, how = make_vector_env(env_id, workers, vector=vector)  # type: ignore[arg-type]
+    env, how = make_vector_env(_settings(env_id), workers, vector=vector)  # type: ignore[arg-type]
     assert how in ("sync", "async"), how
     try:
         env.reset(seed=0)
@@ -58,7 +84,11 @@ def steps_per_second(env_id: str, workers: int, vector: str, seconds: float) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", default="CartPole-v1,LunarLander-v3,BipedalWalker-v3")
+    parser.add_argument(
+        "--envs",
+        default="CartPole-v1,LunarLander-v3,BipedalWalker-v3,busy:300,busy:1000,busy:3000",
+        help="Gymnasium ids, and busy:N for CartPole computing N us more a step",
+    )
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -74,9 +104,15 @@ def main() -> int:
         f"{'env':<18} {'step us':>8} {'workers':>7} {'sync steps/s':>13} "
         f"{'async steps/s':>14} {'async/sync':>10} {'efficiency':>10}"
     )
-    met = True
+    gymnasium.register(BUSY_ENV, entry_point=_busy_cartpole, max_episode_steps=500)
+    met, costly = True, 0
     for env_id in envs:
-        cost = step_seconds(functools.partial(gymnasium.make, env_id), 1000)
+        settings = _settings(env_id)
+        if isinstance(settings, EnvSettings):
+            make_one: Any = functools.partial(gymnasium.make, settings.id, **settings.kwargs)
+        else:
+            make_one = functools.partial(gymnasium.make, settings)
+        cost = step_seconds(make_one, 300)
         for workers in worker_counts:
             rates: dict[str, list[float]] = {"sync": [], "async": []}
             for _ in range(args.repeats):
@@ -88,13 +124,15 @@ def main() -> int:
                 f"{env_id:<18} {cost * 1e6:>8.0f} {workers:>7} {sync:>13.0f} "
                 f"{in_workers:>14.0f} {ratio:>10.2f} {ratio / workers:>10.2f}"
             )
-            if workers == 2 and cost >= COSTLY_STEP_SECONDS and ratio < TARGET_RATIO:
-                met = False
+            if workers == 2 and cost >= COSTLY_STEP_SECONDS:
+                costly += 1
+                met = met and ratio >= TARGET_RATIO
+    verdict = ("met" if met else "NOT met") if costly else "not measured (no such env)"
     print(
         f"target: async >= {TARGET_RATIO} x sync with 2 workers on envs of "
-        f">= {COSTLY_STEP_SECONDS * 1e6:.0f} us a step: {'met' if met else 'NOT met'}"
+        f">= {COSTLY_STEP_SECONDS * 1e6:.0f} us a step: {verdict}"
     )
-    return 0 if met else 1
+    return 0 if met and costly else 1
 
 
 if __name__ == "__main__":

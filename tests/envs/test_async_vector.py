@@ -91,10 +91,10 @@ def test_a_killed_worker_is_named_and_no_worker_is_left():
 
 
 class _Slow(gymnasium.Wrapper):  # type: ignore[type-arg]
-    """CartPole that takes 300 us a step, as a costly simulator would."""
+    """CartPole that takes 2 ms a step, as a costly simulator would."""
 
     def step(self, action: Any) -> Any:
-        time.sleep(300e-6)
+        time.sleep(2e-3)
         return self.env.step(action)
 
 

@@ -54,7 +54,7 @@ class CaptureSpec(BaseModel):
     vector: VectorMode = Field(
         "sync",
         description="Step them in this process (sync), each in a worker process (async), or "
-        "async when one env step costs 100 us or more (auto); the same data either way.",
+        "async when one env step costs 1 ms or more (auto); the same data either way.",
     )
     max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
     seed: int | None = Field(None, ge=0, description="Capture seed; default: the run seed.")

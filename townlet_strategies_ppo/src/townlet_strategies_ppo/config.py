@@ -94,7 +94,7 @@ class PPOConfig(BaseModel):
         "sync",
         description="Step the environments in this process (sync), each in a worker process "
         "(async: Gymnasium's AsyncVectorEnv, observations in shared memory), or async when "
-        "one env step costs 100 us or more and the machine has several cores (auto). The "
+        "one env step costs 1 ms or more and the machine has several cores (auto). The "
         "same seed steps the same transitions either way; async envs are not snapshotted, "
         "so a resume restarts their episodes.",
     )

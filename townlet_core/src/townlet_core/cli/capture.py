@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     default="sync",
     show_default=True,
     help="Step the environments in this process, each in a worker process (async), or "
-    "async when one step costs 100 us or more (auto). Same data for the same seed.",
+    "async when one step costs 1 ms or more (auto). Same data for the same seed.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for resets and policy.")
 @click.option(

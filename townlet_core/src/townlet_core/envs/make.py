@@ -37,9 +37,11 @@ from townlet_core.errors import ConfigError
 NATIVE_VECTOR_MIN_ENVS = 5
 
 #: `auto` steps envs in workers when one step of one env costs at least this long (and the
-#: machine has more than one core): below it, the pipes cost more than the steps they share
-#: out (measured in benchmarks/async_vs_sync.py, results in benchmarks/RESULTS.md).
-ASYNC_MIN_STEP_SECONDS = 100e-6
+#: machine has more than one core). Measured on a 2-core VM (benchmarks/async_vs_sync.py,
+#: benchmarks/RESULTS.md): Gymnasium's AsyncVectorEnv adds about 400 us to every step there,
+#: so 2 workers ran at 0.67 x sync for BipedalWalker (208 us a step), 0.85 x at 330 us, and
+#: first beat sync at 1 ms (1.35 x).
+ASYNC_MIN_STEP_SECONDS = 1e-3
 
 
 def _env_constructor(env_id: str) -> Any:
