@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from townlet_core.checkpoints import NetworkSpec
-from townlet_core.envs.settings import EnvSettings, WrapperSpec
+from townlet_core.envs.settings import EnvSettings, VectorMode, WrapperSpec
 
 ENV_KWARGS_HELP = "Keyword arguments to gymnasium.make (or the module:Class) for {what}."
 WRAPPERS_HELP = (
@@ -51,6 +51,11 @@ class CaptureSpec(BaseModel):
     )
     episodes: int = Field(10, ge=1, description="Episodes to record.")
     num_envs: int = Field(4, ge=1, description="Environments stepped together.")
+    vector: VectorMode = Field(
+        "sync",
+        description="Step them in this process (sync), each in a worker process (async), or "
+        "async when one env step costs 1 ms or more (auto); the same data either way.",
+    )
     max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
     seed: int | None = Field(None, ge=0, description="Capture seed; default: the run seed.")
     action_mask_key: str | None = Field(None, min_length=1, description=MASK_KEY_HELP)

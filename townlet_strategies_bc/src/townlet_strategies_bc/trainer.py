@@ -97,6 +97,7 @@ def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, s
             max_episode_steps=spec.max_episode_steps,
             progress=progress,
             labeller=spec.labels,
+            vector=spec.vector,
         )
     if summary.labeller is not None:
         context.log(f"townlet: {summary.policy} acted, {summary.labeller} labelled the actions")

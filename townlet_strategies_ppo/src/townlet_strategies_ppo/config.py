@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from townlet_core.checkpoints import NetworkSpec
-from townlet_core.envs.settings import EnvSettings, WrapperSpec
+from townlet_core.envs.settings import EnvSettings, VectorMode, WrapperSpec
 from townlet_core.envs.spaces import ActionMapping
 
 Schedule = Literal["constant", "linear"]
@@ -90,6 +90,14 @@ class PPOConfig(BaseModel):
         10, ge=1, description="Replay mode: update phases over the whole dataset."
     )
     num_envs: int = Field(8, ge=1, description="Environments stepped together.")
+    vector: VectorMode = Field(
+        "sync",
+        description="Step the environments in this process (sync), each in a worker process "
+        "(async: Gymnasium's AsyncVectorEnv, observations in shared memory), or async when "
+        "one env step costs 1 ms or more and the machine has several cores (auto). The "
+        "same seed steps the same transitions either way; async envs are not snapshotted, "
+        "so a resume restarts their episodes.",
+    )
     num_steps: int = Field(32, ge=1, description="Steps per environment per rollout.")
     max_episode_steps: int | None = Field(None, ge=1, description="Cut episodes at this length.")
     # --- the update

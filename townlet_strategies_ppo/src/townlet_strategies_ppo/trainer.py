@@ -78,7 +78,11 @@ def _seed_spaces(env: Any, seed: int) -> None:
 
 def train(context: TrainingContext, config: PPOConfig) -> PPOTrainingResultDTO:
     with torch_threads(config.torch_threads):
-        return PPOTrainer(context, config).run()
+        trainer = PPOTrainer(context, config)
+        try:
+            return trainer.run()
+        finally:  # also on an error or Ctrl-C: no env worker process outlives the run
+            trainer.close()
 
 
 class PPOTrainer:
@@ -151,8 +155,16 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ set-up
 
+    def close(self) -> None:
+        """Close the environments (their worker processes, with `vector: async`); once."""
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
     def _build_env(self) -> Any:
-        env, _how = make_vector_env(self.config.env_settings(), self.config.num_envs)
+        env, _how = make_vector_env(
+            self.config.env_settings(), self.config.num_envs, vector=self.config.vector
+        )
         _seed_spaces(env, self.context.seed)
         return env
 
@@ -545,8 +557,7 @@ class PPOTrainer:
                 evaluation = position.last_eval
             else:
                 evaluation = self._record_evaluation(position.next_update)
-        if self.env is not None:
-            self.env.close()
+        self.close()
         context.state.update(
             steps=position.steps,
             log_stream_offset=position.log_stream_offset,

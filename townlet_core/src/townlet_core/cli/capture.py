@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from townlet_core.envs.capture import CaptureSummary
+    from townlet_core.envs.settings import VectorMode
 
 
 @click.command()
@@ -64,6 +65,14 @@ if TYPE_CHECKING:
     show_default=True,
     help="Environments stepped together.",
 )
+@click.option(
+    "--vector",
+    type=click.Choice(["sync", "async", "auto"]),
+    default="sync",
+    show_default=True,
+    help="Step the environments in this process, each in a worker process (async), or "
+    "async when one step costs 1 ms or more (auto). Same data for the same seed.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for resets and policy.")
 @click.option(
     "--out",
@@ -93,6 +102,7 @@ def capture(
     episodes: int | None,
     steps: int | None,
     num_envs: int,
+    vector: VectorMode,
     seed: int,
     out: Path,
     max_episode_steps: int | None,
@@ -135,6 +145,7 @@ def capture(
                 progress=progress,
                 action_mask_key=action_mask_key,
                 labeller=labels,
+                vector=vector,
             )
     except EnvSettingsError as exc:
         raise exc.renamed(CLI_OPTIONS) from exc

@@ -55,7 +55,7 @@ from townlet_core.envs.make import make_vector_env, observation_layout
 from townlet_core.envs.masking import StepMasks, check_mask_key
 from townlet_core.envs.policies import Policy, PolicyOutput, accepts_action_mask, as_output
 from townlet_core.envs.resolve import resolve_policy
-from townlet_core.envs.settings import EnvSettings
+from townlet_core.envs.settings import EnvSettings, VectorMode
 from townlet_core.envs.spaces import action_space_of
 from townlet_core.errors import ConfigError
 
@@ -474,6 +474,7 @@ def capture(
     keep: bool = True,
     action_mask_key: str | None = None,
     labeller: Policy | str | None = None,
+    vector: VectorMode = "sync",
 ) -> CaptureSummary:
     """Run `policy` in `num_envs` copies of `env_id` and record trajectories.
 
@@ -503,6 +504,10 @@ def capture(
     its own actions, not the recorded ones; the manifest and summary name the labeller. A
     "random" labeller draws from the stream of `seed + 1`, so that it does not repeat a
     random acting policy's choices.
+
+    `vector` says where the copies step (`make_vector_env`): "async" in worker processes,
+    which record the same data as "sync" for the same seed, since each copy is seeded and
+    stepped exactly as a `SyncVectorEnv` would.
     """
     quotas = _quotas(episodes, steps, num_envs)
     if max_episode_steps is not None and max_episode_steps < 1:
@@ -512,7 +517,7 @@ def capture(
         env_settings = env_settings.model_copy(update={"action_mask_key": action_mask_key})
     action_mask_key = env_settings.action_mask_key
     env_id, max_episode_steps = env_settings.id, env_settings.max_episode_steps
-    env, vectorization = make_vector_env(env_settings, num_envs)
+    env, vectorization = make_vector_env(env_settings, num_envs, vector=vector)
     try:
         space = action_space_of(env.single_action_space, env_id)
         policy_name = _policy_name(policy)

@@ -2,22 +2,32 @@
 
 One place builds every environment a rollout uses (capture, evaluation, PPO's live
 rollouts): a registered id or a `module:Class` entry point, the id's native vector
-implementation when it beats a `SyncVectorEnv` (CartPole from about 5 envs), and the
-observation layout a Townlet dataset records (`features`, optionally `map`). What is built
+implementation when it beats a `SyncVectorEnv` (CartPole from about 5 envs), sub-envs in
+worker processes when asked (`vector="async"`, `workers.py`; `"auto"` when one env step
+costs more than `ASYNC_MIN_STEP_SECONDS`), and the observation layout a Townlet dataset
+records (`features`, optionally `map`). What is built
 is described by `EnvSettings` (`settings.py`): the id, its constructor's keyword arguments,
 per-env wrappers and an episode limit, so training, capture and evaluation agree.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 from townlet_core._suggest import did_you_mean
 from townlet_core.envs.observations import adapting_wrapper, needs_adapter
-from townlet_core.envs.settings import EnvSettings, EnvSettingsError, wrapper_factories
+from townlet_core.envs.settings import (
+    EnvSettings,
+    EnvSettingsError,
+    VectorMode,
+    wrapper_factories,
+)
 from townlet_core.envs.spaces import INFO_MASK_KEY
 from townlet_core.errors import ConfigError
 
@@ -25,6 +35,13 @@ from townlet_core.errors import ConfigError
 #: native CartPole step costs about the same for 1 or 16 envs, a SyncVectorEnv step grows
 #: with each env: capturing CartPole, the two break even between 4 and 6 envs.
 NATIVE_VECTOR_MIN_ENVS = 5
+
+#: `auto` steps envs in workers when one step of one env costs at least this long (and the
+#: machine has more than one core). Measured on a 2-core VM (benchmarks/async_vs_sync.py,
+#: benchmarks/RESULTS.md): Gymnasium's AsyncVectorEnv adds about 400 us to every step there,
+#: so 2 workers ran at 0.67 x sync for BipedalWalker (208 us a step), 0.85 x at 330 us, and
+#: first beat sync at 1 ms (1.35 x).
+ASYNC_MIN_STEP_SECONDS = 1e-3
 
 
 def _env_constructor(env_id: str) -> Any:
@@ -61,16 +78,22 @@ def _env_constructor(env_id: str) -> Any:
 
 
 def make_vector_env(
-    env: str | EnvSettings, num_envs: int, max_episode_steps: int | None = None
+    env: str | EnvSettings,
+    num_envs: int,
+    max_episode_steps: int | None = None,
+    *,
+    vector: VectorMode = "sync",
 ) -> tuple[Any, str]:
-    """A vector env in NEXT_STEP autoreset mode and how it was built ("native" or "sync").
+    """A vector env in NEXT_STEP autoreset mode and how it was built ("native", "sync" or
+    "async").
 
     `env` is an id (or `module:Class`) or full `EnvSettings`; a `max_episode_steps` given
     here overrides the settings' own. Keyword arguments go to the env's constructor;
-    wrappers are applied in order to each sub-env, so an id with wrappers always steps
-    through a `SyncVectorEnv`. Kwargs or a wrapper that cannot be used raise
-    `EnvSettingsError` naming the setting (`env_kwargs`, `wrappers[i]`); an unknown id, a
-    plain `ConfigError` as before.
+    wrappers are applied in order to each sub-env, so an id with wrappers never steps
+    through its native vector env. `vector="async"` steps each sub-env in a worker process
+    (`WorkerVectorEnv`), `"auto"` does so when `steps_in_workers` says it pays. Kwargs or a
+    wrapper that cannot be used raise `EnvSettingsError` naming the setting (`env_kwargs`,
+    `wrappers[i]`); an unknown id, a plain `ConfigError` as before.
     """
     import gymnasium
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -86,15 +109,24 @@ def make_vector_env(
     if settings.max_episode_steps is not None:
         limit["max_episode_steps"] = settings.max_episode_steps
     try:
+        registered = env_id.rpartition(":")[2]
+        wanted = {**limit, **settings.kwargs}
+        one: Callable[[], Any] = (
+            _class_env(constructor, settings, wrappers)
+            if constructor is not None
+            else functools.partial(_registered_env, registered, wanted, wrappers)
+        )
+        if vector == "auto":
+            vector = "async" if steps_in_workers(one, num_envs) else "sync"
+        if vector == "async":
+            from townlet_core.envs.workers import WorkerVectorEnv
+
+            return WorkerVectorEnv(env_id, [one] * num_envs), "async"
         if constructor is not None:
             return SyncVectorEnv(
-                [_class_env(constructor, settings, wrappers) for _ in range(num_envs)],
-                copy=False,
-                autoreset_mode=AutoresetMode.NEXT_STEP,
+                [one] * num_envs, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP
             ), "sync"
-        registered = env_id.rpartition(":")[2]
         spec = gymnasium.spec(registered)
-        wanted = {**limit, **settings.kwargs}
         if (
             spec.vector_entry_point is not None
             and num_envs >= NATIVE_VECTOR_MIN_ENVS
@@ -119,6 +151,47 @@ def make_vector_env(
         if not settings.kwargs:
             raise
         raise _kwargs_error(settings, exc) from exc
+
+
+def _registered_env(
+    env_id: str, kwargs: dict[str, Any], wrappers: list[Callable[[Any], Any]]
+) -> Any:
+    """One sub-env of a registered id, wrapped in order (what `make_vec` builds per env)."""
+    import gymnasium
+
+    env = gymnasium.make(env_id, **kwargs)
+    for wrap in wrappers:
+        env = wrap(env)
+    return env
+
+
+def steps_in_workers(make_one: Callable[[], Any], num_envs: int) -> bool:
+    """`vector="auto"`: whether these envs should step in worker processes. Yes when there
+    are several envs and cores, and one env step (timed over a few hundred random steps of
+    one freshly made env) costs at least `ASYNC_MIN_STEP_SECONDS`."""
+    if num_envs < 2 or (os.cpu_count() or 1) < 2:
+        return False
+    return step_seconds(make_one) >= ASYNC_MIN_STEP_SECONDS
+
+
+def step_seconds(make_one: Callable[[], Any], steps: int = 300) -> float:
+    """The mean wall time of one step of one env under random actions (resets excluded)."""
+    env = make_one()
+    try:
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        spent, taken = 0.0, 0
+        for _ in range(steps):
+            action = env.action_space.sample()
+            start = time.perf_counter()
+            _obs, _reward, terminated, truncated, _info = env.step(action)
+            spent += time.perf_counter() - start
+            taken += 1
+            if terminated or truncated:
+                env.reset()
+        return spent / max(taken, 1)
+    finally:
+        env.close()
 
 
 def _kwargs_error(settings: EnvSettings, exc: Exception) -> EnvSettingsError:

@@ -18,11 +18,15 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from townlet_core.errors import ConfigError
+
+#: How sub-envs step: in this process, in worker processes, or chosen by their step cost
+#: (`make_vector_env`'s `vector`; a setting of how a run steps, not of the env it records).
+VectorMode = Literal["sync", "async", "auto"]
 
 
 class EnvSettingsError(ConfigError):
