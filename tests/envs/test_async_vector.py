@@ -13,6 +13,7 @@ import gymnasium
 import numpy as np
 import pytest
 
+from tests.strategies.ppo.conftest import QUICK
 from townlet_core.envs.capture import capture
 from townlet_core.envs.make import make_vector_env, steps_in_workers
 from townlet_core.envs.workers import EnvWorkerError
@@ -135,18 +136,8 @@ def dying_env_id():
     del gymnasium.registry[env_id]
 
 
-PPO_QUICK: dict[str, Any] = {
-    "num_envs": 2,
-    "num_steps": 32,
-    "minibatch_size": 32,
-    "update_epochs": 2,
-    "total_timesteps": 64 * 6,
-    "eval_every": None,
-    "eval_episodes": 2,
-    "stop_return": None,
-    "checkpoint_every": 1,
-    "max_episode_steps": 60,
-}
+#: PPO's quick CartPole updates, in 2 envs (2 workers) x 32 steps.
+PPO_QUICK: dict[str, Any] = {**QUICK, "num_envs": 2, "num_steps": 32}
 
 
 @pytest.mark.slow
