@@ -183,3 +183,15 @@ def test_bc_captures_its_demonstrations_in_workers(ppo_registry, townlet_train, 
     manifest = (tmp_path / "bc" / "demonstrations" / "manifest.json").read_text()
     assert '"vectorization": "async"' in manifest
     assert _children_gone()
+
+
+class _RefusesRandomActions(gymnasium.Wrapper):  # type: ignore[type-arg]
+    """An env whose masks forbid what random actions pick: the timing probe cannot step it."""
+
+    def step(self, action: Any) -> Any:
+        raise ValueError("action 1 is masked")
+
+
+def test_auto_keeps_an_env_it_cannot_time_in_this_process():
+    refuses = lambda: _RefusesRandomActions(gymnasium.make("CartPole-v1"))  # noqa: E731
+    assert steps_in_workers(refuses, 4) is False

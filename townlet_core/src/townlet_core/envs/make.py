@@ -168,10 +168,16 @@ def _registered_env(
 def steps_in_workers(make_one: Callable[[], Any], num_envs: int) -> bool:
     """`vector="auto"`: whether these envs should step in worker processes. Yes when there
     are several envs and cores, and one env step (timed over a few hundred random steps of
-    one freshly made env) costs at least `ASYNC_MIN_STEP_SECONDS`."""
+    one freshly made env) costs at least `ASYNC_MIN_STEP_SECONDS`. An env that cannot be
+    timed so (one whose masks forbid random actions, say) steps in this process: sync is
+    never wrong, only slower, and the run itself then reports what the env refuses."""
     if num_envs < 2 or (os.cpu_count() or 1) < 2:
         return False
-    return step_seconds(make_one) >= ASYNC_MIN_STEP_SECONDS
+    try:
+        cost = step_seconds(make_one)
+    except Exception:  # a timing probe: any failure means "do not move it"
+        return False
+    return cost >= ASYNC_MIN_STEP_SECONDS
 
 
 def step_seconds(make_one: Callable[[], Any], steps: int = 300) -> float:
