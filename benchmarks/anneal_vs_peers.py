@@ -521,7 +521,7 @@ def _return_band(baseline: float) -> float:
     from townlet_strategies_anneal.guardrails import DEFAULT_GUARDRAILS
 
     (guard,) = [g for g in DEFAULT_GUARDRAILS if g.metric == "eval_mean_return"]
-    return max(guard.tolerance * abs(baseline), guard.margin)
+    return guard.band(baseline)
 
 
 def _median_band(curves: list[Curve]) -> tuple[list[int], list[float], list[float], list[float]]:

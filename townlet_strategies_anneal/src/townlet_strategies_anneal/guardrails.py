@@ -54,13 +54,17 @@ class Guardrail(BaseModel):
         """Whether these values (a result or a metrics line) are of the data it checks."""
         return self.data == "any" or values.get("data_mode") == self.data
 
+    def band(self, baseline: float) -> float:
+        """How far the value may move from `baseline` before the guardrail fires."""
+        return max(self.tolerance * abs(baseline), self.margin)
+
     def fires(self, value: float | None, baseline: float | None) -> bool:
         """True when `value` left the tolerance band around `baseline` in `direction`."""
         if value is None or baseline is None or not math.isfinite(value):
             return False
         if not math.isfinite(baseline) or (baseline == 0 and self.margin == 0):
             return False
-        allowed = max(self.tolerance * abs(baseline), self.margin)
+        allowed = self.band(baseline)
         change = value - baseline
         if self.direction == "drop":
             return change < -allowed

@@ -56,10 +56,13 @@ class WorkerVectorEnv(AsyncVectorEnv):
     def townlet_get_state(self) -> Any:
         """Never a snapshot (`snapshot.py`): the sub-envs live in other processes, so a
         resume restarts their episodes, and says why."""
-        raise NotSnapshotable(f"'{self.env_id}'", "each sub-env", "worker process (vector: async)")
+        raise self._not_snapshotable()
 
     def townlet_set_state(self, state: Any) -> None:
-        raise NotSnapshotable(f"'{self.env_id}'", "each sub-env", "worker process (vector: async)")
+        raise self._not_snapshotable()
+
+    def _not_snapshotable(self) -> NotSnapshotable:
+        return NotSnapshotable(f"'{self.env_id}'", "each sub-env", "worker process (vector: async)")
 
     def reset(self, **kwargs: Any) -> Any:
         try:
