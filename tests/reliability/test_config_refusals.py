@@ -24,6 +24,7 @@ from townlet_core.checkpoints import (
     ObservationSpec,
     Producer,
 )
+from townlet_core.contract.world import World
 from townlet_core.errors import ConfigError
 from townlet_core.runtime.config import build_run_config, load_config_file
 
@@ -377,7 +378,7 @@ def test_init_checkpoint_with_the_network_left_unset_is_not_refused(tmp_path: Pa
     from townlet_strategies_ppo.config import PPOConfig
 
     checkpoint = _fake_checkpoint(tmp_path / "ckpt", (8,))
-    context = SimpleNamespace(warm_start=None, device="cpu", resume=False)
+    context = SimpleNamespace(warm_start=None, device="cpu", resume=False, world=World())
     same = {"hidden_sizes": [8]}
     for config in (
         PPOConfig(init_checkpoint=checkpoint),

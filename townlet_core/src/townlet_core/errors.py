@@ -53,6 +53,11 @@ class TrainingDivergedError(TownletError):
     and the last good checkpoint is left intact."""
 
 
+class RankLostError(TownletError):
+    """A rank of a data-parallel run lost contact with the others (one of them stopped or
+    was killed); every rank stops, and the run's last checkpoint is left intact."""
+
+
 class RunInterruptedError(TownletError):
     """The user stopped a run (Ctrl-C, SIGINT); its files are kept. Exit code 130, as shells use."""
 

@@ -69,6 +69,9 @@ class Checkpoints:
         """`env_settings` (kwargs, wrappers) are recorded in every checkpoint as data, for
         `townlet evaluate` to quote; nothing ever imports them from there."""
         self.context = context
+        #: Only rank 0 of a data-parallel run writes (or tidies) checkpoints; on the other
+        #: ranks every save and clean is a no-op, and reading works as on rank 0.
+        self.writer = context.world.is_writer
         self.keep = keep
         self.env_id = env_id
         self.extra = checkpoint_record(env_settings)
@@ -121,6 +124,8 @@ class Checkpoints:
     ) -> Path:
         name = f"update-{update:06d}"
         path = self.folder / name
+        if not self.writer:
+            return path
         if path.exists() or path.is_symlink():  # written before a stop, replayed on resume
             _discard(path)
         self._save(path, network, metrics, training_state)
@@ -197,6 +202,8 @@ class Checkpoints:
     def clean(self, protect: Path | None = None) -> list[str]:
         """Remove what stops left behind (see the module docstring); never `protect` nor
         the folder `latest.json` names. Returns the names removed."""
+        if not self.writer:
+            return []
         keep = {p for p in (protect, self._pointed(warn=False)) if p is not None}
         removed: list[str] = []
         if self.folder.is_dir():
@@ -218,6 +225,8 @@ class Checkpoints:
 
     def clean_all(self) -> None:
         """Remove every checkpoint of the run (a run starting over in its directory)."""
+        if not self.writer:
+            return
         for path in (
             self.folder,
             self.context.run_dir / FINAL_DIR,
@@ -250,6 +259,8 @@ class Checkpoints:
         training_state: dict[str, Any] | None,
     ) -> Path:
         """Write a new folder beside `path`, then swap it in (the old one removed last)."""
+        if not self.writer:
+            return path
         staged = path.with_name(f".{path.name}.new-{secrets.token_hex(4)}")
         self._save(staged, network, metrics, training_state)
         retired = path.with_name(f".{path.name}.old-{secrets.token_hex(4)}")

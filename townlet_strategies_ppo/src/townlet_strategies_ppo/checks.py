@@ -53,6 +53,7 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
     """Fail before anything is written when the environment, the data or a start
     checkpoint is unusable, or the run's memory cannot fit this machine (the device was
     checked before, for every torch strategy: `execution.check_device`)."""
+    _check_ranks(context, config)
     starts = _start_checkpoints(context, config)
     if config.bc_weight > 0 and not starts and not context.warm_start_pending:
         raise ConfigError(NO_REFERENCE)
@@ -86,6 +87,29 @@ def prepare(context: TrainingContext, config: PPOConfig) -> None:
         check_memory(config, observation, actions, physical_memory())
         for path, info in starts:
             check_compatible(path, info, observation, actions.count, actions)
+
+
+def _check_ranks(context: TrainingContext, config: PPOConfig) -> None:
+    """Across ranks (`--nproc`) the environments are shared out evenly (`ranks.py`), and
+    only live rollouts are split: a replay run trains in one process."""
+    size = context.world.size
+    if size == 1:
+        return
+    if config.dataset is not None:
+        raise ConfigError(
+            f"ppo.dataset: replay training runs in one process; drop --nproc {size} (or train "
+            "live, with ppo.env)"
+        )
+    if config.num_envs % size:
+        raise ConfigError(
+            f"ppo.num_envs={config.num_envs} cannot be shared out evenly over {size} ranks; "
+            f"use a multiple of {size} (each rank steps num_envs / {size} environments)"
+        )
+    if config.minibatch_size < size:
+        raise ConfigError(
+            f"ppo.minibatch_size={config.minibatch_size} is below the {size} ranks; each "
+            "rank trains on minibatch_size / ranks rows, so use at least one per rank"
+        )
 
 
 def _start_checkpoints(

@@ -14,5 +14,6 @@ def townlet_register_strategies(specs: SpecCollector) -> None:
             run="townlet_strategies_ppo.trainer:train",
             requires_torch=True,
             supports_resume=True,
+            supports_distributed=True,
         )
     )

@@ -34,9 +34,11 @@ import torch
 
 from townlet_core import TrainingContext, atomic_write_json
 from townlet_core.checkpoints import STATE_FILE
+from townlet_core.contract.world import World
 from townlet_core.envs import snapshot
 from townlet_core.errors import DataError
 from townlet_core.nn import PolicyNetwork, load_checkpoint, load_training_state
+from townlet_core.nn.distributed import Ranks
 from townlet_core.nn.normalize import RewardScaler
 from townlet_strategies_ppo import reward_scaling, telemetry
 from townlet_strategies_ppo.checkpointing import Checkpoints
@@ -48,6 +50,19 @@ ENVIRONMENTS_FORMAT = "townlet-ppo-environments/1"
 WARMUP_OPTIMIZER_KEY = "critic_warmup_optimizer"
 #: Every resume of a run (from which update, whether it continued exactly), in the run dir.
 RESUMES_FILE = "resumes.json"
+#: Where a data-parallel run's training state keeps ranks 1.. own parts, and which they are.
+RANK_STATES = "rank_states"
+RANK_OWN = frozenset(
+    {
+        "shuffle_rng",
+        "sampler",
+        "torch_rng",
+        "numpy_rng",
+        "python_rng",
+        "environments",
+        reward_scaling.EXTRA_KEY,
+    }
+)
 
 
 @dataclass
@@ -206,8 +221,8 @@ class Resumes:
             action_space=network.action_space,
         )
         network.load_state_dict(loaded.state_dict())
-        state = load_training_state(latest)
         state_path = latest / STATE_FILE
+        state = own_state(load_training_state(latest), self.context.world, state_path)
         try:
             restore_optimizer(optimizer, state["optimizer"])
             position = read_position(
@@ -249,7 +264,10 @@ class Resumes:
         self.record(position.next_update, exact=reason is None, reason=reason)
 
     def record(self, update: int, *, exact: bool, reason: str | None) -> None:
-        """Append this resume to `resumes.json` (the result lists the file as an artifact)."""
+        """Append this resume to `resumes.json` (the result lists the file as an artifact);
+        rank 0 alone, in a data-parallel run."""
+        if not self.context.world.is_writer:
+            return
         path = self.context.run_dir / RESUMES_FILE
         entries: list[Any] = []
         if path.exists():
@@ -267,6 +285,38 @@ class Resumes:
             }
         )
         atomic_write_json(path, entries)
+
+
+def with_rank_states(state: dict[str, Any], ranks: Ranks) -> dict[str, Any]:
+    """A data-parallel run's training state: rank 0's, with what is each other rank's own
+    (its generators, reward statistics and environments) under `rank_states`, gathered
+    from every rank (each must call this); a single rank's state is returned as it is."""
+    if not ranks.world.distributed:
+        return state
+    gathered = ranks.gather({k: v for k, v in state.items() if k in RANK_OWN})
+    if gathered is not None:
+        state[RANK_STATES] = gathered[1:]
+    return state
+
+
+def own_state(state: dict[str, Any], world: World, state_path: Path) -> dict[str, Any]:
+    """The training state of this rank: rank 0's as saved; another rank's with its own
+    parts (`with_rank_states`) in place of rank 0's. A checkpoint of a run with another
+    number of ranks is a DataError (its generators and environments would not fit)."""
+    saved = state.get(RANK_STATES, [])
+    ranks = len(saved) + 1 if isinstance(saved, list) else None
+    if ranks != world.size:
+        raise DataError(
+            f"{state_path}: written by a run of {ranks} rank(s), resumed with {world.size}; "
+            "resume it with 'townlet train --resume RUN_DIR' alone (it uses the run's own "
+            "number of processes)"
+        )
+    if world.rank == 0:
+        return state
+    own = saved[world.rank - 1]
+    if not isinstance(own, dict):
+        raise DataError(f"{state_path}: rank {world.rank}'s training state is damaged")
+    return {**state, **own}
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: Any) -> None:

@@ -45,11 +45,13 @@ from townlet_core.nn import (
     select_device,
     torch_threads,
 )
+from townlet_core.nn.distributed import Ranks, rank_device
 from townlet_core.nn.normalize import RewardScaler
 from townlet_strategies_ppo import (
     bc_term,
     critic_warmup,
     env_spaces,
+    ranks,
     resume,
     reward_scaling,
     telemetry,
@@ -89,8 +91,8 @@ class PPOTrainer:
     def __init__(self, context: TrainingContext, config: PPOConfig) -> None:
         self.context = context
         self.config = config
-        self.device, described = select_device(context.device)
-        context.log(f"townlet: ppo training on {described}")
+        self.world = world = context.world
+        self._join_ranks()
         if config.max_log_entries is not None:
             context.metrics.rotate_after = config.max_log_entries
         self.replay: ReplaySource | None = None
@@ -115,10 +117,12 @@ class PPOTrainer:
         settings = config.env_settings() if self.env_id is not None else None
         self.checkpoints = Checkpoints(context, config.keep_checkpoints, self.env_id, settings)
         self.resumes = resume.Resumes(context, self.checkpoints)
-        self.resume_point = self.resumes.point() if context.resume else None
+        # rank 0 tidies and finds the checkpoint; every rank continues from that one
+        point = self.resumes.point() if context.resume and world.is_writer else None
+        self.resume_point = self.ranks.broadcast(point) if context.resume else None
         self.mapping = self._action_mapping()
         self.reward_scaler = (
-            RewardScaler(config.num_envs, config.gamma)
+            RewardScaler(self.local_envs, config.gamma)
             if config.normalize_rewards and self.env is not None
             else None
         )
@@ -126,15 +130,18 @@ class PPOTrainer:
         self.checkpoints.action_mapping = self.mapping
         self.checkpoints.reward_scaler = self.reward_scaler
         self.network = self._network(observation, actions)
+        self.ranks.broadcast_module(self.network)  # every rank starts from rank 0's weights
         self.optimizer = make_optimizer(self.network, config.learning_rate)
         self._set_up_warmup()
         self.reference = self._reference(observation, actions)
-        self.shuffle_rng = np.random.default_rng([context.seed, 1])
-        self.sampler = torch.Generator(device=self.device).manual_seed(context.seed)
+        self.shuffle_rng = np.random.default_rng(
+            [context.seed, 1] if world.rank == 0 else [context.seed, 1, world.rank]
+        )
+        self.sampler = torch.Generator(device=self.device).manual_seed(self.seed)
         # The global RNG too: torch seeds it at random in each process, and state.pt keeps
         # it (for a resume to restore), so unseeded, two runs with one seed would differ
         # there and in anything drawing from it (a wrapper, an op without a generator).
-        torch.manual_seed(context.seed)
+        torch.manual_seed(self.seed)
         carried = context.state
         cycle = int(carried.get("cycle_id", -1))
         self.position = TrainingPosition(
@@ -155,17 +162,30 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ set-up
 
+    def _join_ranks(self) -> None:
+        """This rank's device, place among the run's ranks (`ranks.py`; with one rank every
+        collective is a no-op), share of the environments and seed of its own generators."""
+        world = self.world
+        self.device, described = select_device(rank_device(self.context.device, world))
+        self.ranks = Ranks.join(world, self.device, self.context.run_dir)
+        self.local_envs = self.config.num_envs // world.size
+        self.seed = ranks.rank_seed(self.context.seed, world.rank)
+        where = f"; {world.size} ranks ({self.ranks.backend})" if world.distributed else ""
+        self.context.log(f"townlet: ppo training on {described}{where}")
+
     def close(self) -> None:
-        """Close the environments (their worker processes, with `vector: async`); once."""
+        """Close the environments (their worker processes, with `vector: async`) and leave
+        the ranks' process group; once."""
         if self.env is not None:
             self.env.close()
             self.env = None
+        self.ranks.close()
 
     def _build_env(self) -> Any:
         env, _how = make_vector_env(
-            self.config.env_settings(), self.config.num_envs, vector=self.config.vector
+            self.config.env_settings(), self.local_envs, vector=self.config.vector
         )
-        _seed_spaces(env, self.context.seed)
+        _seed_spaces(env, self.seed)
         return env
 
     def _start(self) -> Path | None:
@@ -250,7 +270,8 @@ class PPOTrainer:
     def _reset(self, seed: int) -> CollectorState:
         """Reset the environments with `seed`: the rollout's state at their first
         observations (and their masks)."""
-        observation_batch, info = self.env.reset(seed=seed)
+        # env i of rank r is env r * local_envs + i of a one-process run, seeded alike
+        observation_batch, info = self.env.reset(seed=seed + self.world.rank * self.local_envs)
         mask = read_mask(
             observation_batch,
             info,
@@ -258,7 +279,7 @@ class PPOTrainer:
             self.config.action_mask_key,
             "the environments' reset",
         )
-        return resume.fresh_collector_state(observation_batch, self.config.num_envs, mask)
+        return resume.fresh_collector_state(observation_batch, self.local_envs, mask)
 
     def _make_collector(self, state: CollectorState) -> None:
         self.collector = RolloutCollector(
@@ -276,8 +297,10 @@ class PPOTrainer:
     # ------------------------------------------------------------------ resume (resume.py)
 
     def _training_state(self) -> dict[str, Any]:
+        """What a checkpoint saves besides the weights; across ranks, rank 0's with each
+        other rank's own generators and environments (every rank must call this)."""
         collector = self.collector.state if self.collector is not None else None
-        return self.resumes.training_state(
+        state = self.resumes.training_state(
             self.position,
             self.optimizer,
             self.shuffle_rng,
@@ -287,6 +310,7 @@ class PPOTrainer:
             self.reward_scaler,
             self.warmup_optimizer,
         )
+        return resume.with_rank_states(state, self.ranks)
 
     def _restore(self, latest: Path) -> None:
         """Continue from checkpoint `latest`: weights, optimiser, generators, counters and
@@ -387,7 +411,9 @@ class PPOTrainer:
                     self.network, config.recompute_old, config.gamma, config.gae_lambda
                 )
                 return batch, self.replay.counters, live
+            before = ranks.statistics_before(self.network)
             rollout = self.collector.collect(update + 1)
+            ranks.merge_statistics(self.network, self.ranks, before, rollout.features)
         except NonFiniteError as exc:
             raise self._diverged(exc.what, exc.batch, update + 1) from exc
         position.env_steps += config.num_envs * config.num_steps
@@ -447,15 +473,41 @@ class PPOTrainer:
                     clip,
                     self.shuffle_rng,
                     value_only=self.critic,
+                    ranks=self.ranks,
                 )
             else:
                 stats = ppo_update(
-                    self.network, self.optimizer, batch, config, clip, self.shuffle_rng, bc=bc
+                    self.network,
+                    self.optimizer,
+                    batch,
+                    config,
+                    clip,
+                    self.shuffle_rng,
+                    bc=bc,
+                    ranks=self.ranks,
                 )
         except NonFiniteError as exc:
             raise self._diverged(f"losses ({exc.what})", 0, update + 1) from exc
         finished = time.perf_counter()
-        position.steps += batch.size
+        rollout_ticks = config.num_steps if self.collector is not None else 0
+        if stats.bc_kl is not None:
+            live["bc_kl"] = stats.bc_kl
+        live.update(
+            explained_variance=explained_variance(batch.old_values, batch.returns),
+            steps_per_second=(self.local_envs * rollout_ticks or batch.size)
+            / max(finished - started, 1e-9),
+            rollout_sec=collected - started,
+            update_sec=finished - collected,
+        )
+        correlation = telemetry.correlation(
+            batch.rewards.double().cpu().numpy(), batch.advantages.double().cpu().numpy()
+        )
+        # across ranks: every rank's figures combined (totals, means); one rank's as they are
+        stats, live, counters, transitions, correlation = ranks.combine(
+            self.ranks, stats, live, counters, batch.size, correlation
+        )
+        self._check_in_step(update + 1, live)
+        position.steps += transitions
         position.log_stream_offset += 1
         position.next_update = update + 1
         if stats.adv_zero_std_batches:
@@ -463,16 +515,6 @@ class PPOTrainer:
                 f"townlet: warning: advantage spread near zero in "
                 f"{stats.adv_zero_std_batches} mini-batch(es) (update {update + 1})"
             )
-        rollout_ticks = config.num_steps if self.collector is not None else 0
-        if stats.bc_kl is not None:
-            live["bc_kl"] = stats.bc_kl
-        live.update(
-            explained_variance=explained_variance(batch.old_values, batch.returns),
-            steps_per_second=(config.num_envs * rollout_ticks or batch.size)
-            / max(finished - started, 1e-9),
-            rollout_sec=collected - started,
-            update_sec=finished - collected,
-        )
         evaluation = None
         due = config.eval_every is not None and (update + 1) % config.eval_every == 0
         if self.collector is not None and due:
@@ -481,16 +523,13 @@ class PPOTrainer:
         line = telemetry.record(
             epoch=update + 1,
             stats=stats,
-            transitions=batch.size,
+            transitions=transitions,
             lr=lr,
             steps=position.steps,
             epoch_duration_sec=finished - started,
             data_mode=self.mode,
             cycle_id=position.cycle_id,
-            reward_advantage_corr=telemetry.correlation(
-                batch.rewards.double().cpu().numpy(),
-                batch.advantages.double().cpu().numpy(),
-            ),
+            reward_advantage_corr=correlation,
             rollout_ticks=rollout_ticks,
             log_stream_offset=position.log_stream_offset,
             counters=counters,
@@ -525,15 +564,37 @@ class PPOTrainer:
             )
         return line
 
+    def _check_in_step(self, update: int, live: dict[str, Any]) -> None:
+        """Across ranks: every rank's weights digest after the update, recorded in the
+        line (`weights_checksums`) and required to agree; ranks that drift apart stop the
+        run rather than train on as different policies."""
+        if not self.world.distributed:
+            return
+        digests = self.ranks.checksums(self.network)
+        live["world_size"] = self.world.size
+        live["weights_checksums"] = digests
+        if len(set(digests)) > 1:
+            raise TrainingDivergedError(
+                f"PPO ranks hold different weights after update {update} (digests "
+                f"{', '.join(digests)}); this is a bug in townlet-strategies-ppo, please "
+                "report it with the run's config.json"
+            )
+
     def _record_evaluation(self, update: int) -> dict[str, Any]:
-        result = self._evaluate(self.config.eval_episodes)
-        assert result is not None
-        summary = {"update": update, **result.as_dict()}
-        summary.pop("returns", None)
+        """Evaluate the greedy policy (rank 0 alone; every rank receives its summary)."""
+        summary: dict[str, Any] | None = None
+        if self.world.is_writer:
+            result = self._evaluate(self.config.eval_episodes)
+            assert result is not None
+            summary = {"update": update, **result.as_dict()}
+            summary.pop("returns", None)
+        summary = self.ranks.broadcast(summary)
+        assert summary is not None
         self.position.last_eval = summary
-        if result.mean_return > self.position.best_eval:
-            self.position.best_eval = result.mean_return
-            self.checkpoints.save_best(self.network, {"eval_mean_return": result.mean_return})
+        mean_return = float(summary["mean_return"])
+        if mean_return > self.position.best_eval:
+            self.position.best_eval = mean_return
+            self.checkpoints.save_best(self.network, {"eval_mean_return": mean_return})
         return summary
 
     def _finish(self, line: dict[str, Any], stopped_early: bool) -> PPOTrainingResultDTO:

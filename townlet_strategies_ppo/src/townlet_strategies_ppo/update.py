@@ -12,6 +12,7 @@ as they were before it and raises `NonFiniteError`: no diverged step survives it
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -21,6 +22,7 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 
 from townlet_core.nn import PolicyNetwork
+from townlet_core.nn.distributed import Ranks
 from townlet_core.nn.distributions import ActionDistribution
 from townlet_core.nn.optim import PPO_ADAM_EPS, make_adam
 from townlet_strategies_ppo.bc_term import BCTerm, kl_divergence
@@ -233,6 +235,7 @@ def ppo_update(
     rng: np.random.Generator,
     value_only: CriticOnly | None = None,
     bc: BCTerm | None = None,
+    ranks: Ranks | None = None,
 ) -> UpdateStats:
     """Run `config.update_epochs` epochs over `batch`; raise NonFiniteError on NaN/Inf, with
     the network and optimiser left as they were before the update.
@@ -242,7 +245,10 @@ def ppo_update(
     gradients is zeroed, so the policy does not move; the epochs are
     `config.critic_warmup_epochs` (or `update_epochs`). The policy loss is still reported.
     With `bc` (`bc_term.py`) each mini-batch's loss adds bc.weight x its mean KL from the
-    reference policy."""
+    reference policy. With `ranks` of several processes (`ranks.py`), `batch` is this
+    rank's share: every rank runs the same number of mini-batches of about
+    `minibatch_size / ranks` rows, averages its gradients with the others' before each
+    step, and stops early (target_kl) or raises (NaN) only when the ranks agree to."""
     network.train()
     advantages = batch.advantages
     if config.advantage_normalization == "batch":
@@ -265,9 +271,10 @@ def ppo_update(
     # without clipping the norm is still reported: an infinite bound scales by 1
     max_norm = config.max_grad_norm if config.max_grad_norm is not None else float("inf")
     size, step = batch.size, config.minibatch_size
+    bounds = _minibatch_bounds(size, step, ranks)
     # One mini-batch holding the whole batch is the same every epoch: it needs no shuffle
     # (the order of its rows changes nothing) and its advantages are normalised once.
-    whole_batch = step >= size
+    whole_batch = len(bounds) == 1
     prepared: tuple[torch.Tensor, torch.Tensor] | None = None
     telemetry = _Telemetry(clip_range)
     epochs_run = 0
@@ -278,8 +285,8 @@ def ppo_update(
             epoch = whole
         else:  # shuffle once per epoch; the mini-batches are then slices
             epoch = whole.reorder(torch.from_numpy(rng.permutation(size)).to(batch.actions.device))
-        for start in range(0, size, step):
-            mb = epoch if whole_batch else epoch.rows(start, start + step)
+        for start, stop in bounds:
+            mb = epoch if whole_batch else epoch.rows(start, stop)
             params, values = network(mb.features, mb.map)
             new_log_probs, entropies = policy_log_probs(distribution, params, mb.actions, mb.masks)
             if prepared is None or not whole_batch:
@@ -295,14 +302,16 @@ def ppo_update(
             loss.backward()  # type: ignore[no-untyped-call]
             if value_only is not None:
                 value_only.mask()
+            if ranks is not None:
+                ranks.average_gradients(parameters)
             grad_norm = clip_grad_norm_(parameters, max_norm)
             optimizer.step()
 
             telemetry.add(surrogate, v_loss, loss, adv_std, grad_norm, entropies, minibatch_adv)
-        if config.target_kl is not None and telemetry.approx_kl(epoch_start) > config.target_kl:
+        if _kl_too_far(config.target_kl, telemetry.approx_kl(epoch_start), ranks):
             break
     table = telemetry.table()
-    diverged = _first_non_finite(table, size, step)
+    diverged = _first_non_finite(table, len(bounds), ranks)
     if diverged is not None:
         before.restore(network, optimizer)
         raise NonFiniteError(diverged)
@@ -370,14 +379,38 @@ class _Snapshot:
         optimizer.load_state_dict(self.optimizer)
 
 
-def _first_non_finite(table: np.ndarray, size: int, step: int) -> str | None:
+def _minibatch_bounds(size: int, step: int, ranks: Ranks | None) -> list[tuple[int, int]]:
+    """(start, stop) of each mini-batch of a `size`-row batch: slices of `step` rows in one
+    process; across ranks, this rank's rows cut into as many near-equal mini-batches as the
+    rank that needs the most (each rank's batch can differ a little: rows after an episode
+    ends are dropped), so that every rank steps, and averages gradients, as often."""
+    if ranks is None or ranks.size == 1:
+        return [(start, min(start + step, size)) for start in range(0, size, step)]
+    local_step = max(1, step // ranks.size)
+    count = ranks.max(max(1, -(-size // local_step)))
+    edges = [round(i * size / count) for i in range(count + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def _kl_too_far(target_kl: float | None, approx_kl: float, ranks: Ranks | None) -> bool:
+    """Whether an epoch's approximate KL passed `target_kl` (early stop); across ranks
+    their mean decides, so that all of them stop together."""
+    if target_kl is None:
+        return False
+    if ranks is not None:
+        approx_kl = ranks.sum([approx_kl])[0] / ranks.size
+    return approx_kl > target_kl
+
+
+def _first_non_finite(table: np.ndarray, per_epoch: int, ranks: Ranks | None) -> str | None:
     """What `NonFiniteError` says about the first mini-batch whose loss was NaN or infinite,
-    or None when every loss was finite."""
+    or None when every loss was finite (on every rank: one rank's NaN stops them all)."""
     bad = np.flatnonzero(~np.isfinite(table[:, _TOTAL]))
+    if ranks is not None and ranks.any(len(bad) > 0) and not len(bad):
+        return "PPO loss of another rank's mini-batch (that rank's error names it)"
     if not len(bad):
         return None
     row = table[bad[0]]
-    per_epoch = -(-size // step)
     return (
         f"PPO loss is {row[_TOTAL]} (policy {row[_POLICY]}, value {row[_VALUE]}) at "
         f"mini-batch {bad[0] % per_epoch + 1} of epoch {bad[0] // per_epoch + 1}"

@@ -179,6 +179,9 @@ def _report(exc: BaseException) -> None:
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
     message = str(exc) or type(exc).__name__
+    rank, size = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is not None and size not in (None, "1"):  # a rank of a torchrun world says which
+        message = f"rank {rank} of {size}: {message}"
     if isinstance(exc, TownletError):
         # A wrapped bug (a strategy raising, say) deserves a pointer to its traceback.
         wrapped_bug = isinstance(exc, StrategyRunError) and exc.__cause__ is not None

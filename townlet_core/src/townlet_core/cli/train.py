@@ -11,6 +11,7 @@ from townlet_core.cli._common import make_registry
 
 if TYPE_CHECKING:
     from townlet_core.dto import TrainingResultDTO
+    from townlet_core.runtime.orchestrator import Orchestrator
 
 
 @click.command()
@@ -49,6 +50,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Exit 1 unless the run met its acceptance (for anneal: unless the status is PASS).",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Train data-parallel in N processes on this machine (torchrun; ppo and bc). "
+    "A resume uses the run's own number.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result DTO as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
 @click.pass_context
@@ -62,6 +69,7 @@ def train(
     run_dir: Path | None,
     resume_dir: Path | None,
     exit_on_failure: bool,
+    nproc: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -92,18 +100,28 @@ def train(
             raise click.UsageError(
                 f"--resume continues a run with its recorded settings; drop {', '.join(given)}"
             )
+    options: dict[str, Any] = {
+        "config": config_file,
+        "overrides": overrides,
+        "seed": seed,
+        "device": device,
+        "run_dir": run_dir,
+        "nproc": nproc,
+    }
+    flags = [
+        flag
+        for flag, on in (("--exit-on-failure", exit_on_failure), ("--json", as_json), ("-q", quiet))
+        if on
+    ]
+    if not orchestrator.world.distributed:  # not a rank yet: start the ranks if asked to
+        code = _launch_ranks(ctx, orchestrator, strategy, resume_dir, options, flags)
+        if code is not None:
+            ctx.exit(code)
     try:
         if resume_dir is not None:
             result = orchestrator.resume(resume_dir)
         else:
-            result = orchestrator.run(
-                strategy,
-                config=config_file,
-                overrides=overrides,
-                seed=seed,
-                device=device,
-                run_dir=run_dir,
-            )
+            result = orchestrator.run(strategy, **options)
     except KeyboardInterrupt:
         where = orchestrator.last_run_dir
         raise RunInterruptedError(
@@ -113,12 +131,62 @@ def train(
             if where
             else "interrupted before the run directory was created"
         ) from None
-    if as_json:
+    if not orchestrator.world.is_writer:
+        pass  # rank 0 prints the run's result, once
+    elif as_json:
         click.echo(result.model_dump_json(indent=2))
     else:
         click.echo(format_result(result, orchestrator.last_run_dir))
     failed = result.status == "failed" or (exit_on_failure and not result.accepted())
     ctx.exit(1 if failed else 0)
+
+
+def _launch_ranks(
+    ctx: click.Context,
+    orchestrator: Orchestrator,
+    strategy: str | None,
+    resume_dir: Path | None,
+    options: dict[str, Any],
+    flags: list[str],
+) -> int | None:
+    """Start the ranks of a data-parallel run with torchrun and return its exit code, or
+    None when the run asked for one process. The run is planned (and checked) first, and
+    every rank gets the seed and run directory the plan settled."""
+    from townlet_core.runtime.launch import launch
+    from townlet_core.runtime.run_dir import RunDirectory
+
+    root = ctx.find_root().obj or {}
+    prefix = ["-v"] if root.get("verbose") else []
+    if resume_dir is not None:
+        recorded = int(RunDirectory(resume_dir).read_snapshot_to_resume()["config"].get("nproc", 1))
+        if options["nproc"] not in (None, recorded):
+            raise click.UsageError(
+                f"{resume_dir} was run with {recorded} process(es); a resume continues it with "
+                f"the same number (drop --nproc)"
+            )
+        if recorded == 1:
+            return None
+        return launch(recorded, [*prefix, "train", "--resume", str(resume_dir), *flags], resume_dir)
+    run_config, _loaded = orchestrator.plan(strategy, **options)
+    settings = run_config.run
+    if settings.nproc == 1:
+        return None
+    path = RunDirectory.choose(
+        settings.run_dir, runs_root=settings.runs_root, strategy=run_config.strategy
+    )
+    args = [*prefix, "train", "--strategy", run_config.strategy]
+    if options["config"] is not None:
+        args += ["--config", str(options["config"])]
+    for override in options["overrides"]:
+        args += ["--set", override]
+    args += ["--seed", str(settings.seed), "--device", settings.device, "--run-dir", str(path)]
+    if not orchestrator.quiet:
+        click.echo(
+            f"townlet: starting {settings.nproc} ranks of '{run_config.strategy}' in {path} "
+            f"(seed {settings.seed})",
+            err=True,
+        )
+    return launch(settings.nproc, [*args, *flags], path)
 
 
 def format_result(result: TrainingResultDTO, run_dir: Path | None) -> str:

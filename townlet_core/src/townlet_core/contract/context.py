@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from townlet_core.contract.spec import StrategySpec
+from townlet_core.contract.world import SINGLE, World
 from townlet_core.runtime.metrics import MetricsSink
 from townlet_core.runtime.progress import Progress
 from townlet_core.runtime.run_dir import utc_now
@@ -97,6 +98,10 @@ class TrainingContext:
     resume: bool = False
     #: Print an informational line (stderr; silent with --quiet), e.g. the device chosen.
     log: Callable[[str], None] = field(default=lambda _message: None, repr=False)
+    #: This process's rank in a data-parallel run (`townlet train --nproc N`); a plain run
+    #: is rank 0 of 1. Only rank 0 (`world.is_writer`) may write to `run_dir`: the metrics
+    #: sink of every other rank discards what it is given.
+    world: World = SINGLE
 
     @property
     def strategy(self) -> str:

@@ -46,6 +46,10 @@ class StrategySpec:
     #: Whether `townlet train --resume RUN_DIR` can continue a stopped run: the strategy then
     #: reads `context.resume` and continues from the latest checkpoint in `context.run_dir`.
     supports_resume: bool = False
+    #: Whether the strategy trains data-parallel over several processes (`townlet train
+    #: --nproc N`, torchrun): it then reads `context.world`, lets only rank 0 write and keeps
+    #: every rank's weights identical. Without it, `--nproc` above 1 is refused up front.
+    supports_distributed: bool = False
     #: Strategies this one always composes by name, checked before training starts. A
     #: composing strategy whose stages come from its config (anneal) checks them in
     #: `prepare` with `context.check_strategy` instead.

@@ -34,7 +34,7 @@ REWARD_CLIP = 10.0
 INITIAL_COUNT = 1e-4
 
 
-def _combined(
+def combine_statistics(
     mean: Any,
     var: Any,
     count: float,
@@ -77,7 +77,7 @@ class ObservationNormalizer(nn.Module):
         rows = batch.reshape(-1, batch.shape[-1]).to(torch.float64)
         if rows.shape[0] == 0:
             return
-        mean, var, count = _combined(
+        mean, var, count = combine_statistics(
             self.mean,
             self.var,
             float(self.count),
@@ -98,7 +98,7 @@ class ObservationNormalizer(nn.Module):
         else:
             batch_mean = rows.mean(0, dtype=np.float64)
             batch_var = rows.var(0, dtype=np.float64)
-        new_mean, new_var, total = _combined(
+        new_mean, new_var, total = combine_statistics(
             mean, var, float(count), batch_mean, batch_var, float(rows.shape[0])
         )
         mean[...] = new_mean
@@ -143,7 +143,7 @@ class RewardScaler:
         elif live.size:
             batch_mean, batch_var = float(live.mean()), float(live.var())
         if live.size:
-            mean, var, count = _combined(
+            mean, var, count = combine_statistics(
                 self.mean, self.var, self.count, batch_mean, batch_var, float(live.size)
             )
             self.mean, self.var, self.count = float(mean), float(var), float(count)

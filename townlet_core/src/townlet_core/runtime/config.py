@@ -75,6 +75,12 @@ class RunSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     run_dir: Path | None = Field(None, description="Run directory; default RUNS_ROOT/NAME-TIME.")
     runs_root: Path = Field(Path("runs"), description="Where run directories are created.")
+    nproc: int = Field(
+        1,
+        ge=1,
+        description="Processes (ranks) of a data-parallel run, started with torchrun "
+        "(`--nproc`); only for strategies that support it.",
+    )
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("seed")

@@ -22,11 +22,12 @@ from pydantic import BaseModel
 
 from townlet_core.contract.context import Annotator, Services, Stages, TrainingContext
 from townlet_core.contract.spec import StrategySpec
+from townlet_core.contract.world import SINGLE, World
 from townlet_core.dto import TrainingResultDTO
 from townlet_core.errors import ConfigError, RunDirectoryError, StrategyRunError, TownletError
 from townlet_core.runtime.config import RunConfig
 from townlet_core.runtime.interrupts import held_interrupts
-from townlet_core.runtime.metrics import MetricsSink
+from townlet_core.runtime.metrics import DiscardingSink, MetricsSink
 from townlet_core.runtime.progress import Progress
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
 from townlet_core.runtime.run_dir import (
@@ -49,6 +50,8 @@ class RunServices:
     store: StateStore
     progress: Callable[[int | None, str], Progress]
     log: Callable[[str], None]
+    #: This process's rank in a data-parallel run; only rank 0 writes anything.
+    world: World = SINGLE
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Each namespace as it was read, so saving merges this run's changes into what
     #: concurrent runs saved meanwhile instead of overwriting them.
@@ -100,14 +103,19 @@ def execute(
 ) -> TrainingResultDTO:
     """Run `loaded` with `section` in `path` and return its committed result.
 
-    A resumed run's lock is taken by the caller before it reads the run's files."""
+    A resumed run's lock is taken by the caller before it reads the run's files. A rank
+    other than 0 of a data-parallel run runs the strategy and writes nothing (`_follow`)."""
     spec = loaded.spec
     seed = run_config.run.seed
-    sink = MetricsSink(
-        path / METRICS_FILE,
-        rotate_after=run_config.run.metrics.rotate_after,
-        annotate=annotate,
-        log=services.log,
+    sink = (
+        MetricsSink(
+            path / METRICS_FILE,
+            rotate_after=run_config.run.metrics.rotate_after,
+            annotate=annotate,
+            log=services.log,
+        )
+        if services.world.is_writer
+        else DiscardingSink(path / METRICS_FILE)
     )
     context = build_context(
         loaded,
@@ -123,6 +131,8 @@ def execute(
         resume=resume,
     )
     _guarded(spec, lambda: loaded.strategy.prepare(context, section))
+    if not services.world.is_writer:
+        return _follow(loaded, context, section)
     directory = RunDirectory(path) if resume else RunDirectory.create(path)
     lock = directory.lock() if parent is None and not resume else None
     if lock is not None:
@@ -172,6 +182,7 @@ def build_context(
         parent=parent,
         resume=resume,
         log=services.log,
+        world=services.world,
     )
 
 
@@ -222,6 +233,27 @@ def _run(
         message = f"strategy '{spec.name}' failed: {type(exc).__name__}: {exc}"
         directory.try_mark("error", log, error=message)
         raise StrategyRunError(message) from exc
+
+
+def _follow(
+    loaded: LoadedStrategy, context: TrainingContext, section: BaseModel
+) -> TrainingResultDTO:
+    """A rank other than 0: the strategy runs as on rank 0 (whose result it returns, the
+    ranks being in step) and nothing is written; rank 0 records and commits the run."""
+    spec = loaded.spec
+    try:
+        result = loaded.strategy.run(context, section)
+    except (TownletError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise StrategyRunError(
+            f"strategy '{spec.name}' failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(result, TrainingResultDTO):
+        raise StrategyRunError(
+            f"strategy '{spec.name}' returned {type(result).__name__}, not a TrainingResultDTO"
+        )
+    return result
 
 
 def _commit(

@@ -212,3 +212,28 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{current}: the last line is incomplete; the metrics file is damaged")
         index += 1
     return records
+
+
+class DiscardingSink(MetricsSink):
+    """The metrics sink of a rank other than 0 in a data-parallel run: it takes every record
+    and writes none (rank 0 writes the run's metrics, aggregated over the ranks), so a
+    strategy logs the same way on every rank."""
+
+    def __init__(self, path: Path) -> None:  # reads nothing, unlike its base
+        self.path = path
+        self.rotate_after = None
+        self._index = 0
+        self._lines = 0
+        self._handle = None
+        self.records_written = 0
+        self._annotate = None
+
+    @property
+    def files(self) -> list[Path]:
+        return []
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        self.records_written += 1
+
+    def truncate(self, keep: int) -> None:
+        self.records_written = keep

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel
-
+from townlet_core.contract.world import World
 from townlet_core.dto import TrainingResultDTO
 from townlet_core.errors import ConfigError
 from townlet_core.runtime.composition import StageRunner
-from townlet_core.runtime.config import RunConfig, build_run_config, strategy_from_config
-from townlet_core.runtime.execution import RunServices, check_device, execute
+from townlet_core.runtime.config import RunConfig
+from townlet_core.runtime.execution import RunServices, execute
+from townlet_core.runtime.launch import check_distributed
+from townlet_core.runtime.planning import configure, plan_run
 from townlet_core.runtime.progress import Progress, progress_wanted
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
 from townlet_core.runtime.run_dir import RunDirectory, check_output_location, run_snapshot
@@ -33,11 +35,16 @@ class Orchestrator:
         progress: bool | None = None,
         log: Callable[[str], None] | None = None,
         progress_stream: IO[str] | None = None,
+        world: World | None = None,
     ) -> None:
         self.registry = registry if registry is not None else StrategyRegistry()
-        self.quiet = quiet
+        #: This process's rank under torchrun (rank 0 of 1 otherwise); only rank 0 writes
+        #: files, logs and shows progress.
+        self.world = world if world is not None else World.from_environ()
+        self.quiet = quiet = quiet or not self.world.is_writer
         self._stream = progress_stream or sys.stderr
         self._progress = progress_wanted(quiet, self._stream) if progress is None else progress
+        self._progress = self._progress and self.world.is_writer
         self._log = log or (lambda message: print(message, file=sys.stderr))
         #: The run directory of the latest run (kept even when the run failed).
         self.last_run_dir: Path | None = None
@@ -51,30 +58,32 @@ class Orchestrator:
         seed: int | None = None,
         device: str | None = None,
         run_dir: Path | str | None = None,
+        nproc: int | None = None,
     ) -> TrainingResultDTO:
         """Run one strategy and return its result DTO (also written to `result.json`).
 
         `config` is a YAML/TOML/JSON file or a mapping shaped like one; `overrides` are
-        `a.b=value` strings; `seed`, `device` and `run_dir` win over both. Without a seed
-        anywhere, one is drawn and recorded in `config.json`.
+        `a.b=value` strings; `seed`, `device`, `run_dir` and `nproc` win over both. Without
+        a seed anywhere, one is drawn and recorded in `config.json`. This process is one
+        rank: `nproc` above 1 needs torchrun's ranks (`townlet train --nproc` starts them).
         """
-        file = Path(config) if isinstance(config, (str, Path)) else None
-        data = config if isinstance(config, Mapping) else None
-        name = strategy or strategy_from_config(data, file)
-        if self.registry.strict:
-            self.registry.load_all()
-        loaded = self.registry.load_with_requirements(name)
-        explicit = {"seed": seed, "device": device, "run_dir": run_dir and Path(run_dir)}
-        run_config = self._configure(
-            name, loaded, file=file, data=data, overrides=overrides, explicit=explicit
-        )
-        check_device(loaded[name].spec, run_config.run.device)
-        settings = run_config.run
-        path = RunDirectory.choose(settings.run_dir, runs_root=settings.runs_root, strategy=name)
-        check_output_location(path.parent, "the run directory's parent folder")
+        options = {"seed": seed, "device": device, "run_dir": run_dir, "nproc": nproc}
+        run_config, loaded = self.plan(strategy, config=config, overrides=overrides, **options)
+        name, settings = run_config.strategy, run_config.run
+        path = settings.run_dir
+        if self.world.is_writer:
+            path = RunDirectory.choose(path, runs_root=settings.runs_root, strategy=name)
+            check_output_location(path.parent, "the run directory's parent folder")
+        assert path is not None  # a rank other than 0 has the one shared_run_config set
         providers = {n: (s.distribution, s.version) for n, s in loaded.items()}
         snapshot = run_snapshot(run_config, providers)
         return self._run_top(loaded[name], run_config, path, snapshot=snapshot)
+
+    def plan(
+        self, strategy: str | None = None, **options: Any
+    ) -> tuple[RunConfig, dict[str, LoadedStrategy]]:
+        """What `run(strategy, **options)` would run, checked, with nothing written."""
+        return plan_run(self.registry, self.world, strategy, **options)
 
     def resume(self, run_dir: Path | str) -> TrainingResultDTO:
         """Continue a stopped run in its own directory, from its latest checkpoint.
@@ -85,7 +94,7 @@ class Orchestrator:
         its carried state goes to the runs root it lives in (never one its files name).
         """
         path = Path(run_dir)
-        with RunDirectory(path).lock().held():
+        with RunDirectory(path).lock().held() if self.world.is_writer else nullcontext():
             snapshot = RunDirectory(path).read_snapshot_to_resume()
             name = str(snapshot["strategy"])
             loaded = self.registry.load_with_requirements(name)
@@ -94,7 +103,8 @@ class Orchestrator:
                     f"strategy '{name}' cannot resume a stopped run; start a new run instead"
                 )
             data = RunDirectory(path).resume_config(snapshot)
-            run_config = self._configure(name, loaded, data=data)
+            run_config = configure(self.registry, name, loaded, data=data)
+            check_distributed(loaded[name].spec, run_config.run.nproc, self.world)
             return self._run_top(loaded[name], run_config, path, resume=True)
 
     def _run_top(
@@ -112,6 +122,7 @@ class Orchestrator:
             store=StateStore(run_config.run.runs_root / STATE_FILE),
             progress=self._make_progress,
             log=self._info,
+            world=self.world,
         )
         section = run_config.section(loaded.spec.name)
         check_output_location(run_config.run.runs_root, f"the runs root (for {STATE_FILE})")
@@ -130,17 +141,6 @@ class Orchestrator:
             if path.is_dir():
                 self.last_run_dir = path
         return result
-
-    def _configure(
-        self, name: str, loaded: Mapping[str, LoadedStrategy], **sources: Any
-    ) -> RunConfig:
-        """The validated run config; a section naming another installed strategy is
-        validated by that strategy's model (a composing strategy may run it as a stage)."""
-        models = {n: strategy.config_model for n, strategy in loaded.items()}
-        return build_run_config(name, models, optional_section=self._section_model, **sources)
-
-    def _section_model(self, name: str) -> type[BaseModel] | None:
-        return self.registry.config_model(name) if name in self.registry.available() else None
 
     def _make_progress(self, total: int | None, desc: str) -> Progress:
         return Progress(total, desc, enabled=self._progress, stream=self._stream)
