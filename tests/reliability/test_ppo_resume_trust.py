@@ -22,6 +22,7 @@ import torch
 
 import townlet_strategies_ppo.trainer as trainer_module
 from townlet_core import Orchestrator, StrategyRegistry
+from townlet_core.contract.world import World
 from townlet_core.errors import DataError
 from townlet_core.nn import load_checkpoint
 from townlet_core.runtime.metrics import read_metrics
@@ -285,7 +286,7 @@ def test_a_damaged_training_position_is_refused_naming_state_pt(
 
 def _fake_checkpoints(run_dir: Path, keep: int = 3) -> tuple[checkpointing.Checkpoints, list[str]]:
     messages: list[str] = []
-    context = SimpleNamespace(run_dir=run_dir, log=messages.append)
+    context = SimpleNamespace(run_dir=run_dir, log=messages.append, world=World())
     return checkpointing.Checkpoints(context, keep, "CartPole-v1"), messages  # type: ignore[arg-type]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from townlet_core.runtime.metrics import read_metrics
@@ -50,15 +48,27 @@ def test_a_return_guardrail_for_one_kind_of_data_reads_each_evaluations_data_mod
     assert (judgement.outcome == "held") is held
 
 
-def test_the_evaluations_during_a_stage_carry_their_data_mode(tmp_path):
-    from townlet_strategies_anneal.schedule import _evaluations_during
+def test_the_evaluations_during_a_stage_carry_their_data_mode():
+    """The stage's lines reach anneal through its annotator (on every rank of a
+    data-parallel run, where only rank 0 writes the metrics file)."""
+    from townlet_strategies_anneal.telemetry import StageTelemetry
 
-    lines = [
+    telemetry = StageTelemetry(
+        cycle=0,
+        strategy="ppo",
+        label="CartPole-v1",
+        bc_accuracy=None,
+        bc_threshold=0.9,
+        bc_passed=True,
+        guardrails=[],
+        baselines={},
+    )
+    for line in (
         {"epoch": 1, "data_mode": "rollout", "loss_total": 2.0},
         {"epoch": 2, "data_mode": "rollout", "eval_mean_return": 120.0},
-    ]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert _evaluations_during(tmp_path) == [{"eval_mean_return": 120.0, "data_mode": "rollout"}]
+    ):
+        telemetry(line)
+    assert telemetry.evaluations == [{"eval_mean_return": 120.0, "data_mode": "rollout"}]
 
 
 @pytest.mark.slow

@@ -13,5 +13,8 @@ def townlet_register_strategies(specs: SpecCollector) -> None:
             prepare="townlet_strategies_anneal.schedule:prepare",
             run="townlet_strategies_anneal.schedule:run",
             after_commit="townlet_strategies_anneal.promotion:record_verdict",
+            # `--nproc N`: every rank runs the schedule and judges alike; the stages train
+            # data-parallel (each must support it), and rank 0 alone writes and records
+            supports_distributed=True,
         )
     )

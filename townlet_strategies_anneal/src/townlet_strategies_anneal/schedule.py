@@ -17,8 +17,6 @@ from townlet_core import TrainingContext, UnknownStrategyError
 from townlet_core.atomic import atomic_write_json
 from townlet_core.dto import AnnealStageResultDTO, AnnealSummaryDTO
 from townlet_core.errors import ConfigError
-from townlet_core.runtime.metrics import read_metrics
-from townlet_core.runtime.run_dir import METRICS_FILE
 from townlet_strategies_anneal.config import AnnealConfig, Stage
 from townlet_strategies_anneal.judging import (
     PERSISTED_METRICS,
@@ -131,18 +129,18 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
         labels.append(label)
         known = baselines.setdefault(label, {}).setdefault(stage.strategy, {})
         stage_dir = Path("stages") / name
-        during = _evaluations_during(context.run_dir / stage_dir)
         judgement = judge(
             data,
             threshold=config.accuracy_threshold,
             guardrails=config.guardrails,
             baselines={**known, RETURN_METRIC: last_return},
-            during=during,
+            during=telemetry.evaluations,
         )
         own = str(stage_dir / result.checkpoint) if result.checkpoint is not None else None
         record = _stage_record(index, stage, stage_dir, data, judgement, last_good, own, config)
-        if during:  # the lowest return the stage's periodic evaluations saw
-            record.metrics[LOWEST_RETURN] = min(line[RETURN_METRIC] for line in during)
+        if telemetry.evaluations:  # the lowest return the stage's evaluations saw
+            lowest = min(line[RETURN_METRIC] for line in telemetry.evaluations)
+            record.metrics[LOWEST_RETURN] = lowest
         stages.append(record)
         context.log(f"townlet: anneal stage {name}: {judgement.outcome}")
         if is_behaviour_cloning(data):
@@ -173,12 +171,11 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
         status = "HOLD"
     if stop_reason is not None:
         reasons.append(stop_reason)
-    final = _keep_final(context, last_good)
-    atomic_write_json(context.run_dir / RESULTS_FILE, [s.model_dump(mode="json") for s in stages])
+    _write_results(context, stages)
     context.state["baselines"] = baselines
     return AnnealSummaryDTO(
         **context.run_fields(device=_device(stages)),
-        checkpoint=final,
+        checkpoint=_keep_final(context, last_good),
         artifacts={"anneal_results": RESULTS_FILE},
         anneal_status=status,
         reasons=reasons,
@@ -191,19 +188,6 @@ def run(context: TrainingContext, config: AnnealConfig) -> AnnealSummaryDTO:
 
 #: The stage metric recording the lowest evaluation return seen during a stage.
 LOWEST_RETURN = "eval_mean_return_lowest"
-
-
-def _evaluations_during(stage_dir: Path) -> list[dict[str, Any]]:
-    """The stage's periodic evaluations (metrics lines with an `eval_mean_return`), for the
-    return guardrail to catch a collapse mid-stage; none when the stage logged none."""
-    metrics = stage_dir / METRICS_FILE
-    if not metrics.exists():
-        return []
-    return [  # with the line's data_mode, which a guardrail may be limited to
-        {RETURN_METRIC: line[RETURN_METRIC], "data_mode": line.get("data_mode")}
-        for line in read_metrics(metrics)
-        if isinstance(line.get(RETURN_METRIC), (int, float))
-    ]
 
 
 def load_baselines(saved: Any) -> Baselines:
@@ -282,12 +266,21 @@ def _stage_record(
     )
 
 
+def _write_results(context: TrainingContext, stages: list[AnnealStageResultDTO]) -> None:
+    """anneal_results.json; every rank of a data-parallel run judges, rank 0 writes."""
+    if context.world.is_writer:
+        records = [stage.model_dump(mode="json") for stage in stages]
+        atomic_write_json(context.run_dir / RESULTS_FILE, records)
+
+
 def _keep_final(context: TrainingContext, last_good: Path | None) -> str | None:
     """Copy the last accepted checkpoint (a folder or a file) into the run directory,
     atomically: a failed or held stage's weights never become the run's policy."""
     if last_good is None or not last_good.exists():
         return None
     target_name = FINAL_CHECKPOINT + ("" if last_good.is_dir() else last_good.suffix)
+    if not context.world.is_writer:
+        return target_name
     staged = context.run_dir / f".{target_name}.tmp-{secrets.token_hex(4)}"
     if last_good.is_dir():
         shutil.copytree(last_good, staged)

@@ -44,7 +44,16 @@ class StageTelemetry:
         }
         self.guardrails = [g for g in guardrails if g.metric != RETURN_METRIC]
         self.baselines = dict(baselines)
+        #: The stage's periodic evaluations, as its lines went by (with each line's
+        #: data_mode): what the return guardrail checks for a collapse mid-stage. Held
+        #: here rather than read back from the stage's metrics file, which only rank 0 of a
+        #: data-parallel run writes.
+        self.evaluations: list[dict[str, Any]] = []
 
     def __call__(self, line: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(line.get(RETURN_METRIC), (int, float)):
+            self.evaluations.append(
+                {RETURN_METRIC: line[RETURN_METRIC], "data_mode": line.get("data_mode")}
+            )
         flags = check(self.guardrails, line, self.baselines)
         return {**self.fields, **{f"anneal_{flag}_flag": fired for flag, fired in flags.items()}}

@@ -174,12 +174,10 @@ class PPOTrainer:
         self.context.log(f"townlet: ppo training on {described}{where}")
 
     def close(self) -> None:
-        """Close the environments (their worker processes, with `vector: async`) and leave
-        the ranks' process group; once."""
+        """Close the environments (their worker processes, with `vector: async`); once."""
         if self.env is not None:
             self.env.close()
             self.env = None
-        self.ranks.close()
 
     def _build_env(self) -> Any:
         env, _how = make_vector_env(
@@ -639,6 +637,7 @@ class PPOTrainer:
         }
         # a run finished by a resume after its last update has no timing of that update
         telemetry_fields.setdefault("epoch_duration_sec", 0.0)
+        self.ranks.barrier()  # rank 0's files are complete before any rank returns
         has_best = (context.run_dir / BEST_DIR).exists()
         resumes = {"resumes": RESUMES_FILE} if (context.run_dir / RESUMES_FILE).exists() else {}
         return PPOTrainingResultDTO(

@@ -47,8 +47,10 @@ class StrategySpec:
     #: reads `context.resume` and continues from the latest checkpoint in `context.run_dir`.
     supports_resume: bool = False
     #: Whether the strategy trains data-parallel over several processes (`townlet train
-    #: --nproc N`, torchrun): it then reads `context.world`, lets only rank 0 write and keeps
-    #: every rank's weights identical. Without it, `--nproc` above 1 is refused up front.
+    #: --nproc N`, torchrun): it then reads `context.world`, lets only rank 0 write, keeps
+    #: every rank's weights identical, returns the same result on every rank, and returns
+    #: only once rank 0's files are complete (a barrier: `townlet_core.nn.distributed`).
+    #: Without it, `--nproc` above 1 is refused up front.
     supports_distributed: bool = False
     #: Strategies this one always composes by name, checked before training starts. A
     #: composing strategy whose stages come from its config (anneal) checks them in

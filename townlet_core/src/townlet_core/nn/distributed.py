@@ -14,6 +14,7 @@ a second instead of training on unwatched. The last checkpoint rank 0 wrote stay
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import sys
@@ -54,7 +55,6 @@ class Ranks:
         self.world = world
         self.device = device
         self.run_dir = run_dir  # named in errors, for the resume command
-        self._opened = False
 
     @property
     def rank(self) -> int:
@@ -74,7 +74,7 @@ class Ranks:
         _watch_launcher(world)
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        if not dist.is_initialized():
+        if not dist.is_initialized():  # once per process: the stages of anneal share it
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(
                 backend=backend,
@@ -82,18 +82,12 @@ class Ranks:
                 world_size=world.size,
                 timeout=COLLECTIVE_TIMEOUT,
             )
-            ranks._opened = True
+            atexit.register(_leave)
         return ranks
 
     @property
     def backend(self) -> str | None:
         return str(dist.get_backend()) if self.world.distributed else None
-
-    def close(self) -> None:
-        """Leave the process group this object opened (once)."""
-        if self._opened and dist.is_initialized():
-            dist.destroy_process_group()
-        self._opened = False
 
     # ------------------------------------------------------------------ the collectives
 
@@ -167,6 +161,15 @@ class Ranks:
             dist.gather_object(value, boxes, dst=0)
         return boxes
 
+    def barrier(self) -> None:
+        """Wait until every rank is here: a strategy's run ends with one, after rank 0's
+        last write, so that whatever runs next on any rank (a composing strategy's next
+        stage, reading this one's checkpoint) finds rank 0's files complete."""
+        if not self.world.distributed:
+            return
+        with self._talking():
+            dist.barrier()
+
     def broadcast_module(self, module: nn.Module) -> None:
         """Rank 0's parameters and buffers in `module` on every rank (a common start)."""
         if not self.world.distributed:
@@ -205,6 +208,12 @@ def module_digest(module: nn.Module) -> str:
         hasher.update(name.encode())
         hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return hasher.hexdigest()
+
+
+def _leave() -> None:
+    """Leave the process group as the process exits (torch warns of one left open)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _watch_launcher(world: World) -> None:

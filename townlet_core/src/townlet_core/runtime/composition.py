@@ -27,6 +27,7 @@ from townlet_core.runtime.execution import (
     execute,
     prepare_only,
 )
+from townlet_core.runtime.launch import check_distributed
 from townlet_core.runtime.metrics import MetricsSink
 from townlet_core.runtime.registry import LoadedStrategy
 from townlet_core.runtime.run_dir import METRICS_FILE, RunDirectory
@@ -52,6 +53,7 @@ class StageRunner:
         once the stage strategy's own `prepare` checks passed (nothing is written)."""
         loaded, section = self._configure(parent, name, overrides, stage)
         check_device(loaded.spec, parent.device)
+        check_distributed(loaded.spec, 1, parent.world)
         path = parent.run_dir / "stages" / stage
         context = build_context(
             loaded,
@@ -82,9 +84,10 @@ class StageRunner:
         """Run strategy `name` as stage `stage` of `parent` and return its result."""
         loaded, section = self._configure(parent, name, overrides, stage)
         check_device(loaded.spec, parent.device)
-        path = RunDirectory.choose(
-            parent.run_dir / "stages" / stage, runs_root=parent.run_dir, strategy=name
-        )
+        check_distributed(loaded.spec, 1, parent.world)
+        path = parent.run_dir / "stages" / stage
+        if parent.world.is_writer:  # the other ranks of a data-parallel run write nothing
+            path = RunDirectory.choose(path, runs_root=parent.run_dir, strategy=name)
         return execute(
             loaded,
             section,

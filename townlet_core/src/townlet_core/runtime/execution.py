@@ -115,7 +115,7 @@ def execute(
             log=services.log,
         )
         if services.world.is_writer
-        else DiscardingSink(path / METRICS_FILE)
+        else DiscardingSink(path / METRICS_FILE, annotate=annotate)
     )
     context = build_context(
         loaded,

@@ -217,22 +217,27 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 class DiscardingSink(MetricsSink):
     """The metrics sink of a rank other than 0 in a data-parallel run: it takes every record
     and writes none (rank 0 writes the run's metrics, aggregated over the ranks), so a
-    strategy logs the same way on every rank."""
+    strategy logs the same way on every rank. A composing strategy's `annotate` still sees
+    every record, as on rank 0 (anneal's guardrails read the lines through it)."""
 
-    def __init__(self, path: Path) -> None:  # reads nothing, unlike its base
+    def __init__(
+        self, path: Path, annotate: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None
+    ) -> None:  # reads nothing, unlike its base
         self.path = path
         self.rotate_after = None
         self._index = 0
         self._lines = 0
         self._handle = None
         self.records_written = 0
-        self._annotate = None
+        self._annotate = annotate
 
     @property
     def files(self) -> list[Path]:
         return []
 
     def log(self, record: Mapping[str, Any]) -> None:
+        if self._annotate is not None:
+            self._annotate(dict(record))
         self.records_written += 1
 
     def truncate(self, keep: int) -> None:
