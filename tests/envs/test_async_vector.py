@@ -74,6 +74,26 @@ def test_capture_in_workers_records_the_same_data(tmp_path):
     assert _children_gone()
 
 
+def test_evaluation_in_workers_sees_the_same_episodes():
+    from townlet_core.envs.evaluation import evaluate_policy
+
+    results = {
+        vector: evaluate_policy(
+            "CartPole-v1",
+            "random",
+            episodes=4,
+            seed=11,
+            num_envs=2,
+            max_episode_steps=60,
+            vector=vector,  # type: ignore[arg-type]
+        )
+        for vector in ("sync", "async")
+    }
+    assert results["async"].returns == results["sync"].returns
+    assert len(results["async"].returns) == 4
+    assert _children_gone()
+
+
 def test_a_killed_worker_is_named_and_no_worker_is_left():
     env, _how = make_vector_env("CartPole-v1", 2, vector="async")
     env.reset(seed=0)

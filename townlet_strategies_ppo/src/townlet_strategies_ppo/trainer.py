@@ -393,6 +393,7 @@ class PPOTrainer:
             episodes=episodes,
             seed=self.context.seed + EVAL_SEED_OFFSET,
             max_episode_steps=self.config.max_episode_steps,
+            vector=self.config.vector,
         )
 
     # ------------------------------------------------------------------ the loop

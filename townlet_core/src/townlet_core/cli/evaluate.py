@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from townlet_core.envs.settings import VectorMode
 
 
 @click.command()
@@ -47,6 +51,14 @@ import click
     help="Read each step's action mask from this observation key; default: "
     "info['action_mask'] when the environment gives one.",
 )
+@click.option(
+    "--vector",
+    type=click.Choice(["sync", "async", "auto"]),
+    default="sync",
+    show_default=True,
+    help="Step the environments in this process, each in a worker process (async), or "
+    "async when one step costs 1 ms or more (auto). Same episodes for the same seed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def evaluate(
     checkpoint: Path,
@@ -59,6 +71,7 @@ def evaluate(
     device: str,
     max_episode_steps: int | None,
     action_mask_key: str | None,
+    vector: VectorMode,
     as_json: bool,
 ) -> None:
     """Run CHECKPOINT (a checkpoint folder, e.g. RUN_DIR/checkpoint) for N episodes and
@@ -114,7 +127,12 @@ def evaluate(
         checkpoint, device=device_name(torch_device), greedy=not stochastic, seed=seed
     )
     result = evaluate_policy(
-        settings, policy, episodes=episodes, seed=seed, action_mask_key=action_mask_key
+        settings,
+        policy,
+        episodes=episodes,
+        seed=seed,
+        action_mask_key=action_mask_key,
+        vector=vector,
     )
     if as_json:
         payload = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from townlet_core.data.action_space import ActionSpace
 from townlet_core.envs.policies import Policy
-from townlet_core.envs.settings import EnvSettings
+from townlet_core.envs.settings import EnvSettings, VectorMode
 
 Layout = dict[str, tuple[int, ...]]
 
@@ -42,13 +42,14 @@ class EvaluationResult:
 
 def evaluate_policy(
     env_id: str | EnvSettings,
-    policy: Policy,
+    policy: Policy | str,
     *,
     episodes: int,
     seed: int,
     num_envs: int | None = None,
     max_episode_steps: int | None = None,
     action_mask_key: str | None = None,
+    vector: VectorMode = "sync",
 ) -> EvaluationResult:
     """Run `episodes` episodes of `policy` and summarise their returns and lengths.
 
@@ -56,7 +57,8 @@ def evaluate_policy(
     wrappers); `max_episode_steps`, when given, overrides the settings' own limit. Masks
     are read as capture reads them (`info["action_mask"]`, or the observation key
     `action_mask_key`) and given to a policy that accepts them; an action a mask forbids
-    is a ConfigError naming the step."""
+    is a ConfigError naming the step. `vector` steps the environments in worker processes
+    (`async`, or `auto` when a step is costly), with the same episodes for the seed."""
     from townlet_core.envs.capture import capture
 
     summary = capture(
@@ -67,6 +69,7 @@ def evaluate_policy(
         seed=seed,
         max_episode_steps=max_episode_steps,
         action_mask_key=action_mask_key,
+        vector=vector,
     )
     returns = np.asarray(summary.returns, dtype=np.float64)
     lengths = np.asarray(summary.lengths, dtype=np.int64)
