@@ -9,6 +9,13 @@ torchrun's processes, the peer is the same command with one process):
 - throughput: a fixed budget with no evaluation and no early stop, on CartPole-v1 (cheap
   environment: the update dominates) and LunarLander-v3 (16 environments: the environment
   steps dominate): environment steps per second of wall time, launcher start included.
+- a large network: CartPole with 64 environments, a 256x256 network and 2,048-row
+  mini-batches, where a mini-batch's compute outweighs the all-reduce of its gradients.
+- width: the same throughput on CartPole with 8, 64 and 512 environments (`--widths`; the
+  mini-batch grows with the batch), to show where one machine's cores run out.
+
+Throughput is printed twice: over the command's wall time (torchrun and every rank's start
+included) and over the run's own `duration_sec` (training alone).
 
 Printed: each figure for 1 and 2 ranks, the ratio 2 ranks / 1 rank and the scaling
 efficiency (ratio / 2). Runs alternate 1 and 2 ranks; medians over --seeds (time to target)
@@ -47,6 +54,22 @@ THROUGHPUT = {
         "ppo.total_timesteps=65536",
     ],
 }
+#: A network big enough that a mini-batch's compute outweighs a gloo all-reduce (about
+#: 1 ms on the VM the figures in RESULTS.md come from).
+LARGE = [
+    "--set",
+    "ppo.num_envs=64",
+    "--set",
+    "ppo.num_steps=128",
+    "--set",
+    "ppo.minibatch_size=2048",
+    "--set",
+    "ppo.update_epochs=4",
+    "--set",
+    "ppo.network.hidden_sizes=[256,256]",
+    "--set",
+    "ppo.total_timesteps=131072",
+]
 NO_EVALUATION = [
     "--set",
     "ppo.eval_every=null",
@@ -102,6 +125,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-target", action="store_true")
+    parser.add_argument(
+        "--widths",
+        default="8,64,512",
+        help="CartPole environment counts for the width table (empty: skip it)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -137,22 +165,45 @@ def main() -> int:
                 f"{'  steps to 475 (median)':<34} 1 rank {statistics.median(steps[1]):>9.0f}"
                 f"          2 ranks {statistics.median(steps[2]):>9.0f}"
             )
-        for env, extra in THROUGHPUT.items():
-            rates: dict[int, list[float]] = {1: [], 2: []}
-            for repeat in range(args.repeats):
-                for nproc in (1, 2):
-                    wall, result = _run(nproc, repeat, [*extra, *NO_EVALUATION], folder)
-                    rates[nproc].append(result["env_steps"] / wall)
-            print(
-                _ratio_line(
-                    f"{env} env steps/s (median)",
-                    statistics.median(rates[1]),
-                    statistics.median(rates[2]),
-                    "steps/s",
-                    higher_is_better=True,
-                )
-            )
+        cases = {**THROUGHPUT, "CartPole x64, 256x256 net": LARGE}
+        for name, extra in cases.items():
+            _throughput(name, [*extra, *NO_EVALUATION], args.repeats, folder)
+        for width in [int(w) for w in args.widths.split(",") if w]:
+            extra = [
+                "--set",
+                f"ppo.num_envs={width}",
+                "--set",
+                "ppo.num_steps=32",
+                "--set",
+                f"ppo.minibatch_size={min(256 * max(1, width // 8), width * 32)}",
+                "--set",
+                f"ppo.total_timesteps={max(65536, width * 32 * 4)}",
+                *NO_EVALUATION,
+            ]
+            _throughput(f"CartPole x{width}", extra, args.repeats, folder)
     return 0
+
+
+def _throughput(name: str, extra: list[str], repeats: int, folder: Path) -> None:
+    """Environment steps per second of 1 and 2 ranks: of the command's wall time (start-up
+    of the processes included) and of the run itself (its `duration_sec`)."""
+    wall_rates: dict[int, list[float]] = {1: [], 2: []}
+    run_rates: dict[int, list[float]] = {1: [], 2: []}
+    for repeat in range(repeats):
+        for nproc in (1, 2):
+            wall, result = _run(nproc, repeat, extra, folder)
+            wall_rates[nproc].append(result["env_steps"] / wall)
+            run_rates[nproc].append(result["env_steps"] / result["duration_sec"])
+    for what, rates in (("wall", wall_rates), ("in run", run_rates)):
+        print(
+            _ratio_line(
+                f"{name} steps/s, {what}",
+                statistics.median(rates[1]),
+                statistics.median(rates[2]),
+                "steps/s",
+                higher_is_better=True,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -355,3 +355,29 @@ def test_minibatches_across_ranks_agree_in_number_and_cover_every_row():
     assert bounds[0][0] == 0 and bounds[-1][1] == 250
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert _minibatch_bounds(250, 100, None) == [(0, 100), (100, 200), (200, 250)]
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_runs_own_number_of_processes(tmp_path):
+    from townlet_core.runtime.run_dir import RunDirectory
+
+    run = tmp_path / "run"
+    quick = ["--set", "ppo.total_timesteps=512", "--set", "ppo.eval_episodes=1"]
+    first = subprocess.run(
+        [*_train(run, "--seed", "0", *quick, nproc=1)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    RunDirectory(run).mark("interrupted")  # as a stopped run's
+    again = subprocess.run(
+        [sys.executable, "-m", "townlet_core.cli", "train", "--resume", str(run), "--nproc", "2"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2
+    assert "was run with 1 process(es); a resume continues it with the same number" in again.stderr

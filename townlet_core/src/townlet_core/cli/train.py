@@ -152,13 +152,20 @@ def _launch_ranks(
     """Start the ranks of a data-parallel run with torchrun and return its exit code, or
     None when the run asked for one process. The run is planned (and checked) first, and
     every rank gets the seed and run directory the plan settled."""
+    from townlet_core.errors import RunDirectoryError
     from townlet_core.runtime.launch import launch
     from townlet_core.runtime.run_dir import RunDirectory
 
     root = ctx.find_root().obj or {}
     prefix = ["-v"] if root.get("verbose") else []
     if resume_dir is not None:
-        recorded = int(RunDirectory(resume_dir).read_snapshot_to_resume()["config"].get("nproc", 1))
+        snapshot = RunDirectory(resume_dir).read_snapshot_to_resume()
+        recorded = snapshot.get("config", {}).get("nproc", 1)
+        if type(recorded) is not int or recorded < 1:
+            raise RunDirectoryError(
+                f"{resume_dir / 'config.json'}: nproc {str(recorded)[:40]!r} is not a number of "
+                "processes; the file is damaged, start a new run"
+            )
         if options["nproc"] not in (None, recorded):
             raise click.UsageError(
                 f"{resume_dir} was run with {recorded} process(es); a resume continues it with "
