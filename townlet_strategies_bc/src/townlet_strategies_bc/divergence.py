@@ -71,6 +71,11 @@ class LossTrace:
             return np.zeros(0)
         return torch.cat(self._chunks).double().cpu().numpy()
 
+    @property
+    def rows(self) -> int:
+        """The transitions the epoch trained on."""
+        return sum(self._sizes)
+
     def mean(self, losses: np.ndarray) -> float:
         """The sample-weighted mean of `losses` (from `losses()`)."""
         return float(np.dot(losses, np.asarray(self._sizes, dtype=np.float64)) / sum(self._sizes))

@@ -13,5 +13,6 @@ def townlet_register_strategies(specs: SpecCollector) -> None:
             prepare="townlet_strategies_bc.checks:prepare",
             run="townlet_strategies_bc.trainer:train",
             requires_torch=True,
+            supports_distributed=True,
         )
     )

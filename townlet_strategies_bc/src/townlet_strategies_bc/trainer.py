@@ -26,9 +26,11 @@ diverging loss stops the run (`divergence.py` says when) with TrainingDivergedEr
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,8 +43,9 @@ from townlet_core.data.action_space import BOX, ActionSpace
 from townlet_core.data.validation import DatasetSummary
 from townlet_core.dto import BCTrainingResultDTO
 from townlet_core.envs.capture import capture
-from townlet_core.envs.evaluation import evaluate_policy
+from townlet_core.envs.evaluation import EvaluationResult, evaluate_policy
 from townlet_core.envs.settings import checkpoint_record
+from townlet_core.errors import TrainingDivergedError
 from townlet_core.nn import (
     PolicyNetwork,
     TorchPolicy,
@@ -53,6 +56,8 @@ from townlet_core.nn import (
     select_device,
     torch_threads,
 )
+from townlet_core.nn.distributed import Ranks, rank_device
+from townlet_strategies_bc import ranks as sharing
 from townlet_strategies_bc.checks import capture_policy
 from townlet_strategies_bc.config import BCConfig
 from townlet_strategies_bc.divergence import LossTrace, check_divergence
@@ -79,13 +84,23 @@ PERMUTE_WHOLE_BYTES = 64 * 2**20
 TRAIN_ACCURACY_SAMPLE = 4096  # evaluation episodes never replay the captured ones
 
 
-def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, str | None]:
-    """The dataset to train on, recording it first when a capture was asked for."""
+def _demonstrations(
+    context: TrainingContext, config: BCConfig, ranks: Ranks
+) -> tuple[Path, str | None]:
+    """The dataset to train on, recording it first when a capture was asked for (rank 0
+    records; every rank then reads what it wrote)."""
     if config.dataset is not None:
         return config.dataset, config.eval_env
     assert config.capture is not None
     spec = config.capture
     out = context.run_dir / DEMONSTRATIONS_DIR
+    if context.world.is_writer:
+        _capture(context, spec, out)
+    ranks.barrier()  # the demonstrations are on disk before any rank reads them
+    return out, config.eval_env or spec.env
+
+
+def _capture(context: TrainingContext, spec: Any, out: Path) -> None:
     with context.services.progress(None, f"capture {spec.env}") as progress:
         summary = capture(
             spec.env_settings(),
@@ -105,7 +120,6 @@ def _demonstrations(context: TrainingContext, config: BCConfig) -> tuple[Path, s
         f"townlet: recorded {summary.num_trajectories} demonstrations ({summary.transitions} "
         f"steps, mean return {summary.mean_return:.1f}) in {out}"
     )
-    return out, config.eval_env or spec.env
 
 
 def _observation_spec(dataset: ReplayDataset) -> ObservationSpec:
@@ -212,6 +226,7 @@ def _epoch(
     split: Split,
     order: torch.Tensor,
     batch_size: int,
+    ranks: Ranks,
 ) -> LossTrace:
     """One pass over `split` in `order`; returns its mini-batch losses.
 
@@ -227,11 +242,9 @@ def _epoch(
     else:
         source = split
     trace = LossTrace()
-    for start in range(0, split.size, batch_size):
+    for start, stop in sharing.batch_bounds(split.size, batch_size, ranks):
         rows: slice | torch.Tensor = (
-            slice(start, start + batch_size)
-            if source is not split
-            else order[start : start + batch_size]
+            slice(start, stop) if source is not split else order[start:stop]
         )
         actions = source.actions[rows]
         loss = _step(
@@ -242,6 +255,7 @@ def _epoch(
             None if source.map is None else source.map[rows],
             actions,
             None if source.masks is None else source.masks[rows],
+            ranks,
         )
         trace.add(loss, len(actions))
     return trace
@@ -253,14 +267,25 @@ def _streamed_epoch(
     split: StreamedSplit,
     batch_size: int,
     epoch: int,
+    ranks: Ranks,
 ) -> LossTrace:
-    """One pass over a streamed split, shuffled from (seed, epoch); its mini-batch losses."""
+    """One pass over a streamed split, shuffled from (seed, epoch); its mini-batch losses
+    (across ranks: over this rank's trajectories, as many batches as every rank has)."""
     network.train()
     objective = objective_for(network.action_space)
     trace = LossTrace()
-    for batch in split.shuffled(batch_size, epoch):
+    local = sharing.local_batch_size(batch_size, ranks)
+    limit = sharing.streamed_batch_count(split.size, batch_size, ranks)
+    for batch in itertools.islice(split.shuffled(local, epoch), limit):
         loss = _step(
-            objective, network, optimizer, batch.features, batch.map, batch.actions, batch.masks
+            objective,
+            network,
+            optimizer,
+            batch.features,
+            batch.map,
+            batch.actions,
+            batch.masks,
+            ranks,
         )
         trace.add(loss, batch.size)
     return trace
@@ -274,11 +299,14 @@ def _step(
     map_batch: torch.Tensor | None,
     actions: torch.Tensor,
     masks: torch.Tensor | None,
+    ranks: Ranks,
 ) -> torch.Tensor:
-    """One gradient step on one batch; returns its mean loss (detached)."""
+    """One gradient step on one batch (its gradient averaged over the ranks); returns its
+    mean loss (detached)."""
     loss = objective.loss(network, features, map_batch, actions, masks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
+    ranks.average_gradients(network.parameters())
     optimizer.step()
     return loss.detach()
 
@@ -300,9 +328,11 @@ def _fit(
     train_split: Split | StreamedSplit,
     val_split: Split | StreamedSplit | None,
     source: Path,
+    ranks: Ranks,
 ) -> int:
     """Train for up to `config.epochs` epochs; leave the best weights in `network` (by
-    validation loss when early stopping) and return the number of epochs run."""
+    validation loss when early stopping) and return the number of epochs run. Across ranks
+    each trains on its share of `train_split` (`ranks.py`)."""
     objective = objective_for(network.action_space)
     metric = objective.metric
     optimizer = make_optimizer(network, config.learning_rate, config.weight_decay)
@@ -312,23 +342,25 @@ def _fit(
     # Training metric after each epoch, on a fixed sample of the training split: cheaper
     # than counting correct predictions at every step, and measured like validation.
     sample_split = sample_of(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
+    own = sharing.shard(train_split, ranks)
+    rank_key = [] if ranks.rank == 0 else [ranks.rank]  # rank 0 shuffles as one process does
     with context.services.progress(config.epochs, "bc") as progress:
         for epoch in range(config.epochs):
             lr = config.learning_rate * _schedule_factor(config.lr_schedule, epoch, config.epochs)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             started = time.perf_counter()
-            if isinstance(train_split, StreamedSplit):
-                trace = _streamed_epoch(network, optimizer, train_split, config.batch_size, epoch)
+            if isinstance(own, StreamedSplit):
+                trace = _streamed_epoch(network, optimizer, own, config.batch_size, epoch, ranks)
             else:
-                shuffle = np.random.default_rng([context.seed, epoch]).permutation(train_split.size)
-                order = torch.from_numpy(shuffle).to(train_split.actions.device)
-                trace = _epoch(network, optimizer, train_split, order, config.batch_size)
+                generator = np.random.default_rng([context.seed, epoch, *rank_key])
+                order = torch.from_numpy(generator.permutation(own.size)).to(own.actions.device)
+                trace = _epoch(network, optimizer, own, order, config.batch_size, ranks)
             losses = trace.losses()
             if reference is None:
                 reference = float(losses[0])
             check_divergence(losses, reference, epoch + 1, source, lr)
-            loss = trace.mean(losses)
+            loss = sharing.mean_loss(trace.mean(losses), trace.rows, ranks)
             _sample_loss, measured = _score(network, sample_split)
             seconds = time.perf_counter() - started
             epochs_run = epoch + 1
@@ -344,7 +376,7 @@ def _fit(
             if val_split is not None:
                 val_loss, val_measured = _score(network, val_split)
                 record.update({"val_loss": val_loss, f"val_{metric}": val_measured})
-            context.metrics.log(record)
+            context.metrics.log({**record, **_in_step(network, ranks, epochs_run)})
             shown = "val_mse" if objective.kind == BOX else "val_acc"
             progress.update(1, loss=loss, **{shown: record.get(f"val_{metric}")})
             if val_loss is None or config.early_stopping_patience is None:
@@ -362,16 +394,114 @@ def _fit(
     return epochs_run
 
 
+def _save_checkpoint(
+    context: TrainingContext,
+    config: BCConfig,
+    network: PolicyNetwork,
+    dataset: ReplayDataset,
+    eval_env: str | None,
+    scores: dict[str, float | None],
+) -> None:
+    """The cloned policy in RUN_DIR/checkpoint, with its scores and the data's action lookup."""
+    lookup = dataset.trajectory(0).metadata.get("action_lookup")
+    save_checkpoint(
+        context.run_dir / CHECKPOINT_DIR,
+        network,
+        strategy=context.strategy,
+        strategy_version=context.strategy_version,
+        seed=context.seed,
+        metrics=scores,
+        action_lookup=lookup if isinstance(lookup, dict) else None,
+        env_id=eval_env,
+        extra=checkpoint_record(config.eval_env_settings()),
+    )
+
+
+def _evaluate(
+    context: TrainingContext,
+    config: BCConfig,
+    network: PolicyNetwork,
+    device: torch.device,
+    eval_env: str | None,
+    ranks: Ranks,
+) -> EvaluationResult | None:
+    """The cloned policy's greedy episodes in `eval_env` (None without one); rank 0 plays
+    them and every rank receives the result."""
+    if eval_env is None:
+        return None
+    evaluation = None
+    if context.world.is_writer:
+        evaluation = evaluate_policy(
+            config.eval_env_settings() or eval_env,
+            TorchPolicy(network, device=device, greedy=True),
+            episodes=config.eval_episodes,
+            seed=context.seed + EVAL_SEED_OFFSET,
+        )
+        context.log(
+            f"townlet: cloned policy on {eval_env}: mean return {evaluation.mean_return:.1f} "
+            f"over {evaluation.episodes} episodes"
+        )
+    result: EvaluationResult | None = ranks.broadcast(evaluation)
+    return result
+
+
+def _in_step(network: PolicyNetwork, ranks: Ranks, epoch: int) -> dict[str, Any]:
+    """Across ranks: every rank's weights digest after the epoch (`weights_checksums` in
+    the line), which must agree; nothing with one rank."""
+    if not ranks.world.distributed:
+        return {}
+    digests = ranks.checksums(network)
+    if len(set(digests)) > 1:
+        raise TrainingDivergedError(
+            f"BC ranks hold different weights after epoch {epoch} (digests "
+            f"{', '.join(digests)}); this is a bug in townlet-strategies-bc, please report it "
+            "with the run's config.json"
+        )
+    return {"world_size": ranks.size, "weights_checksums": digests}
+
+
 def train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
     """Run behaviour cloning as configured and return its result (see the module doc)."""
     with torch_threads(config.torch_threads):
         return _train(context, config)
 
 
+def _splits(
+    context: TrainingContext,
+    config: BCConfig,
+    sets: tuple[ReplayDataset, ReplayDataset | None],
+    device: torch.device,
+    action_dtype: torch.dtype,
+    use_masks: bool,
+) -> tuple[Split | StreamedSplit, Split | StreamedSplit | None]:
+    """The training and validation splits, in memory on `device` or streamed from disk."""
+    train_set, val_set = sets
+    if config.streaming:
+
+        def streamed(split: ReplayDataset) -> StreamedSplit:
+            return StreamedSplit(
+                split, device, context.seed, action_dtype=action_dtype, use_masks=use_masks
+            )
+
+        train_split = streamed(train_set)
+        context.log(
+            f"townlet: bc streams {train_split.size} training transitions from disk "
+            f"(shuffle buffer {max(config.batch_size, train_split.shuffle_buffer)})"
+        )
+        return train_split, streamed(val_set) if val_set is not None else None
+    in_memory = split_in_memory(train_set, device, action_dtype, use_masks)
+    if val_set is None:
+        return in_memory, None
+    return in_memory, split_in_memory(val_set, device, action_dtype, use_masks)
+
+
 def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
-    device, described = select_device(context.device)
-    context.log(f"townlet: bc training on {described}")
-    source, eval_env = _demonstrations(context, config)
+    world = context.world
+    device, described = select_device(rank_device(context.device, world))
+    ranks = Ranks.join(world, device, context.run_dir)  # one rank: every collective a no-op
+    where = f"; {world.size} ranks ({ranks.backend})" if world.distributed else ""
+    context.log(f"townlet: bc training on {described}{where}")
+    source, eval_env = _demonstrations(context, config, ranks)
     # prepare checked the dataset and warned about working-directory entries already
     dataset = ReplayDataset(
         source, streaming=config.streaming, strict_paths=config.strict_paths, warn=_quiet
@@ -384,8 +514,10 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
         train_set, val_set = dataset, None
     observation = _observation_spec(dataset)
     space = dataset.action_space
-    _record_dataset(context, dataset, observation, space)
+    if world.is_writer:
+        _record_dataset(context, dataset, observation, space)
     network = _network(context, config, observation, space).to(device)
+    ranks.broadcast_module(network)  # every rank starts from rank 0's weights
     action_dtype = network.distribution.action_dtype
     use_masks = config.use_action_masks and dataset.action_mask_width is not None
     if use_masks:
@@ -393,67 +525,27 @@ def _train(context: TrainingContext, config: BCConfig) -> BCTrainingResultDTO:
             f"townlet: bc trains under the recorded action masks ({dataset.action_mask_width} "
             "entries a step): illegal actions get no probability"
         )
-    train_split: Split | StreamedSplit
-    val_split: Split | StreamedSplit | None
-    if config.streaming:
-
-        def streamed(split: ReplayDataset) -> StreamedSplit:
-            return StreamedSplit(
-                split, device, context.seed, action_dtype=action_dtype, use_masks=use_masks
-            )
-
-        train_split = streamed(train_set)
-        val_split = streamed(val_set) if val_set is not None else None
-        context.log(
-            f"townlet: bc streams {train_split.size} training transitions from disk "
-            f"(shuffle buffer {max(config.batch_size, train_split.shuffle_buffer)})"
-        )
-    else:
-        train_split = split_in_memory(train_set, device, action_dtype, use_masks)
-        val_split = None
-        if val_set is not None:
-            val_split = split_in_memory(val_set, device, action_dtype, use_masks)
+    train_split, val_split = _splits(
+        context, config, (train_set, val_set), device, action_dtype, use_masks
+    )
     if network.observation_normalizer is not None and context.warm_start is None:
         _set_statistics(network, train_split)
         context.log("townlet: bc normalises observations by the training split's statistics")
-    epochs_run = _fit(context, config, network, train_split, val_split, source)
+    epochs_run = _fit(context, config, network, train_split, val_split, source, ranks)
 
     metric = objective_for(space).metric
     train_loss, train_metric = _score(network, train_split)
     val_loss, val_metric = _score(network, val_split) if val_split is not None else (None, None)
-    lookup = dataset.trajectory(0).metadata.get("action_lookup")
-    save_checkpoint(
-        context.run_dir / CHECKPOINT_DIR,
-        network,
-        strategy=context.strategy,
-        strategy_version=context.strategy_version,
-        seed=context.seed,
-        metrics={
-            metric: train_metric,
-            "loss": train_loss,
-            f"val_{metric}": val_metric,
-            "val_loss": val_loss,
-        },
-        action_lookup=lookup if isinstance(lookup, dict) else None,
-        env_id=eval_env,
-        extra=checkpoint_record(config.eval_env_settings()),
-    )
+    if world.is_writer:
+        scores: dict[str, float | None] = {metric: train_metric, "loss": train_loss}
+        scores |= {f"val_{metric}": val_metric, "val_loss": val_loss}
+        _save_checkpoint(context, config, network, dataset, eval_env, scores)
     # Box actions have no accuracy: their metric is action_mse.
     box = space.kind == BOX
     train_accuracy = None if box else train_metric
     val_accuracy = None if box else val_metric
-    evaluation = None
-    if eval_env is not None:
-        evaluation = evaluate_policy(
-            config.eval_env_settings() or eval_env,
-            TorchPolicy(network, device=device, greedy=True),
-            episodes=config.eval_episodes,
-            seed=context.seed + EVAL_SEED_OFFSET,
-        )
-        context.log(
-            f"townlet: cloned policy on {eval_env}: mean return {evaluation.mean_return:.1f} "
-            f"over {evaluation.episodes} episodes"
-        )
+    evaluation = _evaluate(context, config, network, device, eval_env, ranks)
+    ranks.barrier()  # rank 0's files are complete before any rank returns
     status_reason = None
     achieved = val_accuracy if val_accuracy is not None else train_accuracy
     if (

@@ -347,6 +347,13 @@ class ReplayDataset:
         val_idx, train_idx = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
         return self._subset(train_idx), self._subset(val_idx)
 
+    def shard(self, rank: int, ranks: int) -> ReplayDataset:
+        """Rank `rank`'s share of the trajectories for data-parallel training: every
+        `ranks`-th one from the `rank`-th (whole trajectories, in manifest order)."""
+        if not 0 <= rank < ranks:
+            raise ValueError(f"rank {rank} is not one of {ranks} ranks")
+        return self._subset(range(rank, len(self.entries), ranks))
+
     def _subset(self, indices: Sequence[int]) -> ReplayDataset:
         base = [self._source_indices[i] for i in indices]
         loaded = (
