@@ -381,3 +381,42 @@ def test_a_resume_keeps_the_runs_own_number_of_processes(tmp_path):
     )
     assert again.returncode == 2
     assert "was run with 1 process(es); a resume continues it with the same number" in again.stderr
+
+
+@pytest.mark.slow
+def test_observation_statistics_merge_every_ranks_rows_and_stay_identical(tmp_path):
+    """With observation normalisation each rank sees only its environments; after every
+    rollout the statistics are merged, so both ranks' weights (statistics included) agree
+    and the statistics count every environment step of the run, not one rank's half."""
+    from townlet_core.nn import load_checkpoint
+
+    run = tmp_path / "run"
+    done = subprocess.run(
+        _train(
+            run,
+            "--seed",
+            "2",
+            "--set",
+            "ppo.total_timesteps=4096",
+            "--set",
+            "ppo.num_envs=4",
+            "--set",
+            "ppo.num_steps=128",
+            "--set",
+            "ppo.normalize_observations=true",
+            "--set",
+            "ppo.normalize_rewards=true",
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = metric_lines(run)
+    assert len(lines) == 8
+    assert all(len(set(line["weights_checksums"])) == 1 for line in lines)
+    network, _info = load_checkpoint(run / "checkpoint")
+    normalizer = network.observation_normalizer
+    assert normalizer is not None
+    assert float(normalizer.count) == pytest.approx(4096, abs=1e-3)  # 2 ranks x 2 envs x 128 x 8
