@@ -90,6 +90,22 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _start_until_a_checkpoint(run_dir: Path, seed: int) -> subprocess.Popen[str]:
+    """A 2-rank SHORT run started in the background, once its first checkpoint is written."""
+    launcher = subprocess.Popen(
+        _train(run_dir, "--seed", str(seed), *SHORT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for((run_dir / "checkpoints" / "latest.json").exists, 120, "a first checkpoint")
+    except BaseException:
+        launcher.kill()
+        raise
+    return launcher
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -164,14 +180,8 @@ def test_resume_after_a_sigkill_of_the_launcher_equals_the_uninterrupted_run(tmp
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    launcher = subprocess.Popen(
-        _train(cut, "--seed", "3", *SHORT),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = _start_until_a_checkpoint(cut, seed=3)
     try:
-        _wait_for((cut / "checkpoints" / "latest.json").exists, 120, "a first checkpoint")
         ranks = _ranks_of(cut)
         assert len(ranks) >= 2, ranks
         launcher.send_signal(signal.SIGKILL)
@@ -204,14 +214,8 @@ def test_resume_after_a_sigkill_of_the_launcher_equals_the_uninterrupted_run(tmp
 @pytest.mark.slow
 def test_a_killed_rank_is_named_and_every_other_rank_stops(tmp_path):
     run = tmp_path / "run"
-    launcher = subprocess.Popen(
-        _train(run, "--seed", "1", *SHORT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = _start_until_a_checkpoint(run, seed=1)
     try:
-        _wait_for((run / "checkpoints" / "latest.json").exists, 120, "a checkpoint")
         rank_1 = [pid for pid in _ranks_of(run) if _rank_of(pid) == 1]
         assert len(rank_1) == 1, _ranks_of(run)
         os.kill(rank_1[0], signal.SIGKILL)

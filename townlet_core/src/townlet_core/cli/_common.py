@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,3 +31,16 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, indent
     for row in [headers, *rows]:
         cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
         click.echo(pad + "  ".join([*cells, str(row[-1])]).rstrip())
+
+
+def vector_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--vector sync|async|auto`, for a command that steps environments (`what` it gets
+    for the same seed either way, e.g. "data", "episodes")."""
+    return click.option(
+        "--vector",
+        type=click.Choice(["sync", "async", "auto"]),
+        default="sync",
+        show_default=True,
+        help="Step the environments in this process, each in a worker process (async), or "
+        f"async when one step costs 1 ms or more (auto). Same {what} for the same seed.",
+    )

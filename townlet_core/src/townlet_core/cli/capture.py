@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from townlet_core.cli._common import vector_option
+
 if TYPE_CHECKING:
     from townlet_core.envs.capture import CaptureSummary
     from townlet_core.envs.settings import VectorMode
@@ -65,14 +67,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Environments stepped together.",
 )
-@click.option(
-    "--vector",
-    type=click.Choice(["sync", "async", "auto"]),
-    default="sync",
-    show_default=True,
-    help="Step the environments in this process, each in a worker process (async), or "
-    "async when one step costs 1 ms or more (auto). Same data for the same seed.",
-)
+@vector_option("data")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for resets and policy.")
 @click.option(
     "--out",

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from townlet_core.cli._common import vector_option
+
 if TYPE_CHECKING:
     from townlet_core.envs.settings import VectorMode
 
@@ -51,14 +53,7 @@ if TYPE_CHECKING:
     help="Read each step's action mask from this observation key; default: "
     "info['action_mask'] when the environment gives one.",
 )
-@click.option(
-    "--vector",
-    type=click.Choice(["sync", "async", "auto"]),
-    default="sync",
-    show_default=True,
-    help="Step the environments in this process, each in a worker process (async), or "
-    "async when one step costs 1 ms or more (auto). Same episodes for the same seed.",
-)
+@vector_option("episodes")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def evaluate(
     checkpoint: Path,

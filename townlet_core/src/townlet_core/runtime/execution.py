@@ -15,7 +15,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -39,6 +39,9 @@ from townlet_core.runtime.run_dir import (
 )
 from townlet_core.runtime.seeding import seed_everything
 from townlet_core.runtime.state import StateStore
+
+#: What a guarded strategy step returns.
+T = TypeVar("T")
 
 
 @dataclass
@@ -241,14 +244,7 @@ def _follow(
     """A rank other than 0: the strategy runs as on rank 0 (whose result it returns, the
     ranks being in step) and nothing is written; rank 0 records and commits the run."""
     spec = loaded.spec
-    try:
-        result = loaded.strategy.run(context, section)
-    except (TownletError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise StrategyRunError(
-            f"strategy '{spec.name}' failed: {type(exc).__name__}: {exc}"
-        ) from exc
+    result = _guarded(spec, lambda: loaded.strategy.run(context, section))
     if not isinstance(result, TrainingResultDTO):
         raise StrategyRunError(
             f"strategy '{spec.name}' returned {type(result).__name__}, not a TrainingResultDTO"
@@ -366,10 +362,11 @@ def _after_commit(
     return updated
 
 
-def _guarded(spec: StrategySpec, step: Callable[[], None]) -> None:
-    """Run a strategy step; a bug in it becomes a StrategyRunError naming the strategy."""
+def _guarded(spec: StrategySpec, step: Callable[[], T]) -> T:
+    """Run a strategy step and return what it returns; a bug in it becomes a
+    StrategyRunError naming the strategy."""
     try:
-        step()
+        return step()
     except (TownletError, KeyboardInterrupt):
         raise
     except Exception as exc:
