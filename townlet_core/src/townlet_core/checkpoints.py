@@ -276,7 +276,9 @@ def recorded_env_id(path: Path | str, info: CheckpointInfo) -> str:
         )
     import gymnasium  # its own registry only: Gymnasium 1.x loads no plugin modules
 
-    if env_id not in gymnasium.registry:
+    from townlet_core.envs.agents import PARALLEL_ENVS  # built-in names, not import strings
+
+    if env_id not in gymnasium.registry and env_id not in PARALLEL_ENVS:
         raise ConfigError(
             f"checkpoint {folder} was trained on '{env_id}', which is not a registered "
             f"Gymnasium id here; install the package that registers it and pass --env "

@@ -201,7 +201,9 @@ def _environment_spaces(config: PPOConfig) -> tuple[ObservationSpec, ActionSpace
     from townlet_core.envs.make import make_vector_env
 
     env_id = config.env
-    if ":" not in env_id and env_id not in gymnasium.registry:
+    from townlet_core.envs.agents import PARALLEL_ENVS
+
+    if ":" not in env_id and env_id not in gymnasium.registry and env_id not in PARALLEL_ENVS:
         close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(
@@ -216,6 +218,7 @@ def _environment_spaces(config: PPOConfig) -> tuple[ObservationSpec, ActionSpace
     except ConfigError as exc:
         raise ConfigError(f"{field}: {exc}") from exc
     try:
+        _check_agent_rows(config, int(env.num_envs))
         actions = env_spaces.action_space(env.single_action_space, env_id, config.action_mask_key)
         observation = env_spaces.observation_spec(
             env.single_observation_space, env_id, config.action_mask_key
@@ -226,6 +229,17 @@ def _environment_spaces(config: PPOConfig) -> tuple[ObservationSpec, ActionSpace
     finally:
         env.close()
     return observation, actions
+
+
+def _check_agent_rows(config: PPOConfig, per_world: int) -> None:
+    """A multi-agent env (one world built: `per_world` rows) steps whole worlds, so
+    num_envs (agents, a row each) must be a multiple of its agents (per rank: the trainer
+    checks each rank's share when it builds its envs)."""
+    if per_world > 1 and config.num_envs % per_world:
+        raise ConfigError(
+            f"ppo.num_envs={config.num_envs}: {config.env} has {per_world} agents a world and "
+            f"num_envs counts agents (a row each); use a multiple of {per_world}"
+        )
 
 
 def physical_memory() -> int | None:

@@ -450,13 +450,16 @@ def restart_seed(seed: int, update: int) -> int:
 
 
 def fresh_collector_state(
-    observation: Any, num_envs: int, mask: np.ndarray | None = None
+    observation: Any,
+    num_envs: int,
+    mask: np.ndarray | None = None,
+    active: np.ndarray | None = None,
 ) -> CollectorState:
     """The rollout's state right after a reset to `observation` (whose action mask is
-    `mask`, None without one)."""
+    `mask`, None without one; `active` marks the rows that act, all when None)."""
     return CollectorState(
         observation=observation,
-        previous_done=np.zeros(num_envs, dtype=bool),
+        previous_done=np.zeros(num_envs, dtype=bool) if active is None else ~active,
         episode_return=np.zeros(num_envs),
         episode_length=np.zeros(num_envs, dtype=np.int64),
         mask=mask,

@@ -2,9 +2,10 @@
 
 Environments reset in Gymnasium's NEXT_STEP mode: after an episode ends, the next `step`
 call only resets that environment (its action is ignored). Those reset steps are recorded
-as invalid and left out of training; the observation returned when an episode ends is its
-final one, so the value after a truncation is simply the value of the next stored
-observation.
+as invalid and left out of training, as are the rows of a multi-agent env (a row per agent,
+`townlet_core.envs.agents`) whose agent has left a world that goes on (`active_rows`).
+The observation returned when an episode ends is its final one, so the value after a
+truncation is simply the value of the next stored observation.
 
 The network does not change during a rollout, so each step runs only the actor, to choose
 actions; the log-probabilities of the actions taken and the critic's values come from one
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from townlet_core.data.action_space import ActionSpace
+from townlet_core.envs.active import active_rows
 from townlet_core.envs.spaces import MASKABLE_KINDS, ActionMapping, action_mask, env_actions
 from townlet_core.nn import PolicyNetwork
 from townlet_core.nn.normalize import RewardScaler
@@ -66,6 +68,8 @@ class CollectorState:
     """What carries from one rollout to the next (and into a checkpoint for resuming)."""
 
     observation: Any
+    #: Rows whose next step is not trained on: their episode just ended (the NEXT_STEP
+    #: reset follows), or their agent is not active in its multi-agent world.
     previous_done: np.ndarray
     episode_return: np.ndarray
     episode_length: np.ndarray
@@ -240,7 +244,8 @@ class RolloutCollector:
                     lengths.append(int(state.episode_length[index]))
                 state.episode_return[done] = 0.0
                 state.episode_length[done] = 0
-            state.previous_done = done
+            # a row whose agent left a multi-agent world that goes on waits like a reset
+            state.previous_done = done | ~active_rows(info, len(done))
             state.observation = observation
             state.mask = read_mask(
                 observation, info, self.space, self.mask_key, f"update {update}, step {t + 1}"

@@ -32,6 +32,7 @@ from townlet_core.checkpoints import (
 )
 from townlet_core.data.action_space import DISCRETE, ActionSpace
 from townlet_core.dto import PPOTrainingResultDTO
+from townlet_core.envs.active import active_rows
 from townlet_core.envs.evaluation import EvaluationResult, evaluate_policy
 from townlet_core.envs.make import make_vector_env
 from townlet_core.envs.spaces import ActionMapping
@@ -184,6 +185,12 @@ class PPOTrainer:
             self.config.env_settings(), self.local_envs, vector=self.config.vector
         )
         _seed_spaces(env, self.seed)
+        if int(env.num_envs) != self.local_envs:  # a multi-agent env builds whole worlds
+            env.close()
+            raise ConfigError(
+                f"ppo.num_envs: {self.config.env} steps {int(env.num_envs)} agents for "
+                f"{self.local_envs} asked (a row per agent); use a multiple of its agents a world"
+            )
         return env
 
     def _start(self) -> Path | None:
@@ -277,7 +284,8 @@ class PPOTrainer:
             self.config.action_mask_key,
             "the environments' reset",
         )
-        return resume.fresh_collector_state(observation_batch, self.local_envs, mask)
+        rows = int(self.env.num_envs)
+        return resume.fresh_collector_state(observation_batch, rows, mask, active_rows(info, rows))
 
     def _make_collector(self, state: CollectorState) -> None:
         self.collector = RolloutCollector(

@@ -19,7 +19,9 @@ How it works, and why:
   short episodes and bias returns low; a fixed split does not, and keeps the data a function
   of `(seed, num_envs)` alone.
 - With `out`, each trajectory is written (atomically, by `DatasetWriter`) as soon as it ends,
-  so an interrupted capture leaves a readable dataset of every complete trajectory.
+  so an interrupted capture leaves a readable dataset of every complete trajectory. A
+  multi-agent env (a row per agent, `agents.py`) is written in the original Townlet capture
+  layout instead, a trajectory per agent episode (`AgentCaptureWriter`).
 - Actions are recorded as the env is sent them (`as_output`): ids `(T,)` for Discrete,
   `(T, A)` vectors otherwise, the space in each sample's `action_space` metadata (Discrete
   captures keep today's metadata exactly). Where the env gives action masks
@@ -50,7 +52,8 @@ import numpy as np
 from townlet_core.__about__ import __version__
 from townlet_core.data.action_space import BOX, DISCRETE, ActionSpace
 from townlet_core.data.trajectory import Trajectory, build_trajectory
-from townlet_core.data.writer import DatasetWriter
+from townlet_core.data.writer import AgentCaptureWriter, DatasetWriter
+from townlet_core.envs.active import active_rows
 from townlet_core.envs.make import make_vector_env, observation_layout
 from townlet_core.envs.masking import StepMasks, check_mask_key
 from townlet_core.envs.policies import Policy, PolicyOutput, accepts_action_mask, as_output
@@ -263,7 +266,9 @@ class _Capture:
     """The state of one capture: buffer, per-env progress, counters and the output.
 
     Per env: `idle` (its share of the budget is used up), `resetting` (its next step is the
-    NEXT_STEP reset, not recorded) and `start` (global row of its open episode's first step).
+    NEXT_STEP reset, or its agent has left a multi-agent world that goes on: not recorded,
+    until `info["agent_active"]` says the row acts again) and `start` (global row of its
+    open episode's first step).
     `recording` caches `~(idle | resetting)`; it changes only when an episode ends.
     """
 
@@ -281,8 +286,12 @@ class _Capture:
         writer: DatasetWriter | None,
         keep: bool,
         progress: ProgressLike | None,
+        agents: tuple[str, ...] | None = None,
+        map_channels: list[str] | None = None,
     ) -> None:
         num_envs = int(quotas.shape[0])
+        self.agents = agents
+        self.map_channels = map_channels
         self.env_id = env_id
         self.seed = seed
         self.by_steps = by_steps
@@ -319,6 +328,12 @@ class _Capture:
     def _refresh(self) -> None:
         self.recording = ~(self.idle | self.resetting)
         self.recording_count = int(self.recording.sum())
+
+    def begin(self, info: Mapping[str, Any]) -> None:
+        """After the first reset: a row whose agent is not in its world yet (a multi-agent
+        env, `agents.py`) waits as a NEXT_STEP reset does, until its agent is active."""
+        self.resetting |= ~active_rows(info, len(self.resetting)) & ~self.idle
+        self._refresh()
 
     def keep_from(self) -> int:
         """The first row an episode still being recorded needs (rows before it can go)."""
@@ -378,8 +393,9 @@ class _Capture:
             self.counters.add(info, recording)
         self.transitions += self.recording_count
         if self.resetting.any():
-            self.start[self.resetting] = row + 1
-            self.resetting[:] = False
+            starting = self.resetting & active_rows(info, len(self.resetting))
+            self.start[starting] = row + 1
+            self.resetting &= ~starting
             self._refresh()
         finished = (terminated | truncated) & recording
         if self.by_steps:
@@ -426,6 +442,16 @@ class _Capture:
         }
         if self.map_shape is not None:
             metadata["map_shape"] = self.map_shape
+            if self.map_channels is not None:
+                metadata["map_channels"] = self.map_channels
+        if self.agents is not None:  # a row per agent: the original's per-agent fields
+            slot = env % len(self.agents)
+            metadata.update(
+                agent_id=self.agents[slot],
+                embedding_slot=slot,
+                world=env // len(self.agents),
+                frame_count=length,
+            )
         if self.space.kind != DISCRETE:  # Discrete samples keep the original metadata
             metadata["action_space"] = self.space.as_dict()
         if self.recording_masks:
@@ -509,7 +535,7 @@ def capture(
     which record the same data as "sync" for the same seed, since each copy is seeded and
     stepped exactly as a `SyncVectorEnv` would.
     """
-    quotas = _quotas(episodes, steps, num_envs)
+    _quotas(episodes, steps, num_envs)  # the budget's errors before anything is built
     if max_episode_steps is not None and max_episode_steps < 1:
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps}")
     env_settings = EnvSettings.of(env_id, max_episode_steps)
@@ -518,6 +544,8 @@ def capture(
     action_mask_key = env_settings.action_mask_key
     env_id, max_episode_steps = env_settings.id, env_settings.max_episode_steps
     env, vectorization = make_vector_env(env_settings, num_envs, vector=vector)
+    num_envs = int(env.num_envs)  # a multi-agent env's rows: at least one whole world
+    quotas = _quotas(episodes, steps, num_envs)
     try:
         space = action_space_of(env.single_action_space, env_id)
         policy_name = _policy_name(policy)
@@ -532,27 +560,21 @@ def capture(
             # A random labeller gets its own stream: with `seed` it would repeat a random actor.
             labelling = (_resolved(labeller, env, env_id, seed + 1, layout), _policy_name(labeller))
         labeller_name = None if labelling is None else labelling[1]
-        settings: dict[str, Any] = {
-            "env_id": env_id,
-            "policy": policy_name,
-            "seed": seed,
-            "num_envs": num_envs,
-            "episodes": episodes,
-            "steps": steps,
-            "max_episode_steps": max_episode_steps,
-            "vectorization": vectorization,
-        }
-        if space.kind != DISCRETE:  # Discrete captures keep today's manifest exactly
-            settings["action_space"] = space.as_dict()
-        if not env_settings.plain:  # recorded as data; nothing reads it back to import
-            recorded = env_settings.as_data()
-            settings.update(env_kwargs=recorded["kwargs"], wrappers=recorded["wrappers"])
-        if action_mask_key is not None:
-            settings["action_mask_key"] = action_mask_key
-        if labeller_name is not None:  # captures without one keep today's manifest exactly
-            settings["labeller"] = labeller_name
-        writer = None if out is None else _open_writer(out, settings)
+        settings = _recorded_settings(
+            env_settings,
+            space,
+            policy=policy_name,
+            labeller=labeller_name,
+            seed=seed,
+            num_envs=num_envs,
+            episodes=episodes,
+            steps=steps,
+            vectorization=vectorization,
+        )
+        agents = tuple(env.agents) if vectorization == "agents" else None
+        writer = None if out is None else _open_writer(out, settings, agents is not None)
         names = env.metadata.get("feature_names")
+        channels = env.metadata.get("map_channels")
         state = _Capture(
             env_id=env_id,
             seed=seed,
@@ -565,6 +587,8 @@ def capture(
             writer=writer,
             keep=keep,
             progress=progress,
+            agents=agents,
+            map_channels=[str(c) for c in channels] if channels is not None else None,
         )
         started = time.perf_counter()
         try:
@@ -594,6 +618,42 @@ def capture(
         action_blocked_ratio=blocked,
         labeller=labeller_name,
     )
+
+
+def _recorded_settings(
+    env_settings: EnvSettings,
+    space: ActionSpace,
+    *,
+    policy: str,
+    labeller: str | None,
+    seed: int,
+    num_envs: int,
+    episodes: int | None,
+    steps: int | None,
+    vectorization: str,
+) -> dict[str, Any]:
+    """What the manifest records of how the capture was made (as data: nothing reads it
+    back to import); keys a capture does not use are left out, so older manifests match."""
+    settings: dict[str, Any] = {
+        "env_id": env_settings.id,
+        "policy": policy,
+        "seed": seed,
+        "num_envs": num_envs,
+        "episodes": episodes,
+        "steps": steps,
+        "max_episode_steps": env_settings.max_episode_steps,
+        "vectorization": vectorization,
+    }
+    if space.kind != DISCRETE:  # Discrete captures keep today's manifest exactly
+        settings["action_space"] = space.as_dict()
+    if not env_settings.plain:
+        recorded = env_settings.as_data()
+        settings.update(env_kwargs=recorded["kwargs"], wrappers=recorded["wrappers"])
+    if env_settings.action_mask_key is not None:
+        settings["action_mask_key"] = env_settings.action_mask_key
+    if labeller is not None:  # captures without one keep today's manifest exactly
+        settings["labeller"] = labeller
+    return settings
 
 
 def _resolved(
@@ -672,6 +732,7 @@ def _run(
         return output, PolicyOutput(label(observation, mask, step).actions)
 
     observation, info = env.reset(seed=seed)
+    state.begin(info)
     mask = state.masks.read(observation, info, step)
     output, written = decide(observation, mask)
     while True:
@@ -719,8 +780,9 @@ def _totals(state: _Capture) -> dict[str, Any]:
     return totals
 
 
-def _open_writer(out: Path, settings: Mapping[str, Any]) -> DatasetWriter:
-    """The dataset folder, its manifest carrying the capture settings and versions."""
+def _open_writer(out: Path, settings: Mapping[str, Any], per_agent: bool) -> DatasetWriter:
+    """The dataset folder, its manifest carrying the capture settings and versions; a
+    multi-agent capture in the original Townlet layout (`AgentCaptureWriter`)."""
     import gymnasium
 
     metadata = {
@@ -728,6 +790,8 @@ def _open_writer(out: Path, settings: Mapping[str, Any]) -> DatasetWriter:
         "townlet_core_version": __version__,
         "gymnasium_version": str(gymnasium.__version__),
     }
+    if per_agent:
+        return AgentCaptureWriter(out, metadata=metadata)
     return DatasetWriter(out, prefix="traj", metadata=metadata)
 
 

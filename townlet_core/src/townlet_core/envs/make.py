@@ -84,8 +84,11 @@ def make_vector_env(
     *,
     vector: VectorMode = "sync",
 ) -> tuple[Any, str]:
-    """A vector env in NEXT_STEP autoreset mode and how it was built ("native", "sync" or
-    "async").
+    """A vector env in NEXT_STEP autoreset mode and how it was built ("native", "sync",
+    "async" or "agents").
+
+    A PettingZoo parallel env (`townlet/Town-v0`, or a `module:factory` that builds one)
+    becomes an `AgentVectorEnv` ("agents"): `num_envs` then counts agents, a row each.
 
     `env` is an id (or `module:Class`) or full `EnvSettings`; a `max_episode_steps` given
     here overrides the settings' own. Keyword arguments go to the env's constructor;
@@ -100,7 +103,12 @@ def make_vector_env(
 
     settings = EnvSettings.of(env, max_episode_steps)
     env_id = settings.id
-    constructor = _env_constructor(env_id)
+    from townlet_core.envs import agents
+
+    constructor = None if env_id in agents.PARALLEL_ENVS else _env_constructor(env_id)
+    parallel = agents.parallel_factory(env_id, settings.kwargs, constructor)
+    if parallel is not None:
+        return _agent_vector_env(settings, parallel, num_envs, vector), "agents"
     user_wrappers = wrapper_factories(settings)
     # last, after the user's own: any observation space into `features` (+ `map`); a
     # no-op for spaces already in that layout (observations.py)
@@ -151,6 +159,41 @@ def make_vector_env(
         if not settings.kwargs:
             raise
         raise _kwargs_error(settings, exc) from exc
+
+
+def _agent_vector_env(
+    settings: EnvSettings,
+    parallel: tuple[Callable[[], Any], Any],
+    rows: int,
+    vector: VectorMode,
+) -> Any:
+    """Copies of a PettingZoo parallel env, a row per agent (`agents.py`): `rows` counts
+    agents, as CleanRL counts them (a batch of N rows is N agent-steps a step), rounded down
+    to whole worlds and at least one (a default of 1 steps one world). PPO, whose batch
+    sizes follow num_envs, refuses a count that is not whole worlds before it starts."""
+    from townlet_core.envs.agents import AgentVectorEnv
+
+    if settings.wrappers:
+        raise EnvSettingsError(
+            "wrappers",
+            f"environment '{settings.id}' is a multi-agent (PettingZoo) env: Gymnasium "
+            "wrappers apply to single-agent envs; wrap the parallel env in its factory instead",
+        )
+    if vector == "async":
+        raise ConfigError(
+            f"environment '{settings.id}' is a multi-agent (PettingZoo) env, which steps in "
+            "the trainer's process: leave vector at 'sync' (or 'auto')"
+        )
+    make_world, first = parallel
+    per_world = len(first.possible_agents)
+    return AgentVectorEnv(
+        settings.id,
+        make_world,
+        max(1, rows // per_world),
+        first=first,
+        max_episode_steps=settings.max_episode_steps,
+        mask_key=settings.action_mask_key,
+    )
 
 
 def _registered_env(
