@@ -58,6 +58,10 @@ class RankLostError(TownletError):
     was killed); every rank stops, and the run's last checkpoint is left intact."""
 
 
+class UnknownRunError(TownletError, LookupError):
+    """A run named on the command line is neither a run under the runs root nor a run folder."""
+
+
 class RunInterruptedError(TownletError):
     """The user stopped a run (Ctrl-C, SIGINT); its files are kept. Exit code 130, as shells use."""
 

@@ -31,6 +31,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "townlet_core.cli.promotion:promotion",
         "Promotion ledger: status, evaluate, promote, rollback.",
     ),
+    "runs": (
+        "townlet_core.cli.runs:runs",
+        "List, show and compare the runs under a runs root.",
+    ),
     "strategies": (
         "townlet_core.cli.strategies:strategies",
         "List and inspect installed strategies.",
