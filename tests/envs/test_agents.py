@@ -8,7 +8,7 @@ event whenever it takes action 1 (a counter the loops must sum only over live ro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from townlet_core.errors import ConfigError
 class Relay:
     """A duck-typed parallel env: agent i terminates after `2 + i` steps."""
 
-    metadata: dict[str, Any] = {"name": "relay_v0"}
+    metadata: ClassVar[dict[str, Any]] = {"name": "relay_v0"}
 
     def __init__(self, population: int = 3, mixed_spaces: bool = False) -> None:
         self.possible_agents = [f"agent_{i}" for i in range(population)]
@@ -53,11 +53,11 @@ class Relay:
     def step(self, actions: dict[str, Any]) -> tuple[dict[str, Any], ...]:
         self._ticks += 1
         observations = {agent: self._observe(agent) for agent in actions}
-        rewards = {agent: 1.0 for agent in actions}
+        rewards = dict.fromkeys(actions, 1.0)
         terminations = {
             agent: self._ticks >= 2 + self.possible_agents.index(agent) for agent in actions
         }
-        truncations = {agent: False for agent in actions}
+        truncations = dict.fromkeys(actions, False)
         infos = {
             agent: {"queue_conflict_events": float(int(action) == 1)}
             for agent, action in actions.items()
@@ -162,8 +162,6 @@ def test_capture_records_each_agent_exactly_while_it_is_in_the_world() -> None:
 
 
 def test_a_built_in_name_is_known_without_an_import_string() -> None:
-    pytest.importorskip("pettingzoo")
-    pytest.importorskip("townlet_core.envs.town")
     env, how = make_vector_env("townlet/Town-v0", 1)
     assert how == "agents" and env.num_envs >= 1
     env.close()
@@ -174,6 +172,8 @@ def test_wrappers_and_workers_are_refused_with_a_reason() -> None:
 
     with pytest.raises(ConfigError, match="steps in the trainer's process"):
         make_vector_env(RELAY, 3, vector="async")
-    settings = EnvSettings(id=RELAY, wrappers=({"wrapper": "gymnasium.wrappers:FlattenObservation"},))
+    settings = EnvSettings(
+        id=RELAY, wrappers=({"wrapper": "gymnasium.wrappers:FlattenObservation"},)
+    )
     with pytest.raises(ConfigError, match="wrap the parallel env in its factory"):
         make_vector_env(settings, 3)

@@ -287,11 +287,11 @@ class _Capture:
         keep: bool,
         progress: ProgressLike | None,
         agents: tuple[str, ...] | None = None,
-        map_channels: list[str] | None = None,
+        sample_fields: Mapping[str, Any] | None = None,
     ) -> None:
         num_envs = int(quotas.shape[0])
         self.agents = agents
-        self.map_channels = map_channels
+        self.sample_fields = dict(sample_fields or {})
         self.env_id = env_id
         self.seed = seed
         self.by_steps = by_steps
@@ -442,8 +442,7 @@ class _Capture:
         }
         if self.map_shape is not None:
             metadata["map_shape"] = self.map_shape
-            if self.map_channels is not None:
-                metadata["map_channels"] = self.map_channels
+        metadata.update(self.sample_fields)
         if self.agents is not None:  # a row per agent: the original's per-agent fields
             slot = env % len(self.agents)
             metadata.update(
@@ -574,7 +573,6 @@ def capture(
         agents = tuple(env.agents) if vectorization == "agents" else None
         writer = None if out is None else _open_writer(out, settings, agents is not None)
         names = env.metadata.get("feature_names")
-        channels = env.metadata.get("map_channels")
         state = _Capture(
             env_id=env_id,
             seed=seed,
@@ -588,7 +586,7 @@ def capture(
             keep=keep,
             progress=progress,
             agents=agents,
-            map_channels=[str(c) for c in channels] if channels is not None else None,
+            sample_fields=_sample_fields(env.metadata),
         )
         started = time.perf_counter()
         try:
@@ -618,6 +616,23 @@ def capture(
         action_blocked_ratio=blocked,
         labeller=labeller_name,
     )
+
+
+#: Fields of the original Townlet sample metadata an env may declare in its `metadata`
+#: (the built-in town does), copied into every sample it records.
+SAMPLE_FIELDS = ("variant", "map_channels", "action_lookup")
+
+
+def _sample_fields(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What of `SAMPLE_FIELDS` the env declares (as JSON data: lists, str keys)."""
+    fields: dict[str, Any] = {}
+    if isinstance(metadata.get("variant"), str):
+        fields["variant"] = metadata["variant"]
+    if isinstance(metadata.get("map_channels"), (list, tuple)):
+        fields["map_channels"] = [str(c) for c in metadata["map_channels"]]
+    if isinstance(metadata.get("action_lookup"), Mapping):
+        fields["action_lookup"] = {str(k): int(v) for k, v in metadata["action_lookup"].items()}
+    return fields
 
 
 def _recorded_settings(

@@ -250,3 +250,14 @@ register_expert("Acrobot-v1", acrobot_expert)
 register_expert("LunarLander-v3", lunar_lander_expert)
 register_expert("LunarLanderContinuous-v3", lunar_lander_continuous_expert)
 register_expert("Pendulum-v1", pendulum_expert)
+
+
+def town_expert() -> Policy:
+    """The built-in town's expert (`townlet_core.envs.town`, imported only when asked for:
+    it needs PettingZoo, the `multiagent` extra)."""
+    from townlet_core.envs.town import town_expert as make
+
+    return make()
+
+
+register_expert("townlet/Town-v0", town_expert)
