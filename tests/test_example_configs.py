@@ -15,12 +15,21 @@ EXAMPLES = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.y
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_an_example_config_validates(path: Path) -> None:
     pytest.importorskip("torch")
+    from townlet_strategies_anneal.config import AnnealConfig
+    from townlet_strategies_bc.config import BCConfig
     from townlet_strategies_ppo.config import PPOConfig
 
+    models = {"bc": BCConfig, "ppo": PPOConfig}
     document = load_config_file(path)
-    assert document["strategy"] == "ppo"
-    PPOConfig.model_validate(document["ppo"])
+    strategy = document["strategy"]
+    assert strategy in {"ppo", "anneal"}
+    if strategy == "ppo":
+        PPOConfig.model_validate(document["ppo"])
+    else:
+        anneal = AnnealConfig.model_validate(document["anneal"])
+        for stage in anneal.schedule:  # each stage's overrides, by its own strategy's model
+            models[stage.strategy].model_validate(stage.overrides)
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLES} >= {"pendulum-ppo.yaml", "minigrid-cnn.yaml"}
+    assert {p.name for p in EXAMPLES} >= {"pendulum-ppo.yaml", "minigrid-cnn.yaml", "town.yaml"}

@@ -208,12 +208,13 @@ def load_baselines(saved: Any) -> Baselines:
 
 
 def _persisted(data: dict[str, Any]) -> dict[str, float]:
-    """The metrics whose baselines persist; a zero queue count is no baseline."""
+    """The metrics whose baselines persist. A zero queue count is kept: with the default
+    guardrails (no margin) a zero baseline never fires, as in the original, while a
+    guardrail with a margin (conflicts that rise from none) can use it."""
     return {
         metric: float(value)
         for metric in PERSISTED_METRICS
         if isinstance(value := data.get(metric), (int, float))
-        and not (metric != "loss_total" and value == 0)
     }
 
 
