@@ -106,6 +106,8 @@ def test_live_social_counters_equal_the_events_the_env_emitted(
         for i in range(0, len(emitted), 40)
     ]
     assert [line["queue_conflict_events"] for line in lines] == per_update
+    # the town's per-agent action masks were read and trained under
+    assert all(0 < line["action_blocked_ratio"] < 1 for line in lines)
 
 
 def test_num_envs_that_splits_a_town_is_refused_before_training(train_ppo: Any) -> None:
@@ -143,3 +145,28 @@ def test_a_pettingzoo_env_nobody_here_wrote_trains_with_parameter_sharing(
     assert result.eval_mean_return is not None
     # the standard error of the difference of two 60-episode means is about 1.6
     assert result.eval_mean_return > random.mean_return + 4.0
+
+
+def test_a_town_run_resumes_exactly(interrupted_and_resumed: Any, tmp_path: Path) -> None:
+    """The worlds are snapshotted with the checkpoint (plain data: positions, needs, the
+    generators), so a resume continues their episodes, agents that left included."""
+    from .conftest import assert_same_weights, metric_lines
+
+    section = {
+        "env": "townlet/Town-v0",
+        "env_kwargs": {**CROWDED, "leave_when_rested": True, "max_steps": 50},
+        "num_envs": 6,
+        "num_steps": 16,
+        "minibatch_size": 48,
+        "update_epochs": 2,
+        "total_timesteps": 6 * 16 * 6,
+        "eval_every": None,
+        "eval_episodes": 2,
+        "stop_return": None,
+        "checkpoint_every": 1,
+    }
+    resumed, state_before = interrupted_and_resumed(section, seed=5)
+    assert state_before == "interrupted"
+    assert resumed.resumed_from_update == 2 and resumed.updates_run == 4
+    assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
+    assert metric_lines(tmp_path / "whole") == metric_lines(tmp_path / "parts")

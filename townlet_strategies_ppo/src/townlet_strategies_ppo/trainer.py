@@ -71,11 +71,12 @@ EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never replay training resets
 
 def _seed_spaces(env: Any, seed: int) -> None:
     """Seed the env's space generators: PPO never samples them (so an env snapshot leaves
-    them out), but an OS-seeded generator would make two runs with the same seed differ."""
+    them out), but an OS-seeded generator would make two runs with the same seed differ.
+    (A PettingZoo world's `action_space` is a method per agent: its spaces are its own.)"""
     for holder in (env, *getattr(env, "envs", ())):
         for name in ("action_space", "observation_space", "single_action_space"):
             space = getattr(holder, name, None)
-            if space is not None:
+            if space is not None and not callable(space):
                 space.seed(seed)
 
 

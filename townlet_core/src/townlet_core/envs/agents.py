@@ -149,7 +149,9 @@ class AgentVectorEnv(VectorEnv):
         built = [first if first is not None else make_world()]
         built += [make_world() for _ in range(worlds - 1)]
         self.env_id = env_id
-        self.worlds = built
+        #: The worlds (named `envs`, as `SyncVectorEnv` names its sub-envs, so that a PPO
+        #: checkpoint's snapshot walks into each: `snapshot.py`).
+        self.envs = built
         self.agents: tuple[str, ...] = tuple(built[0].possible_agents)
         self.agent_count = len(self.agents)
         raw_space = _shared_space(built[0], "observation_space", env_id)
@@ -172,6 +174,7 @@ class AgentVectorEnv(VectorEnv):
         self._rows = {agent: index for index, agent in enumerate(self.agents)}
         self._ended = np.zeros(worlds, dtype=bool)
         self._ticks = np.zeros(worlds, dtype=np.int64)
+        self._active = np.zeros(self.num_envs, dtype=bool)
         self._seeders: list[np.random.Generator] = [np.random.default_rng() for _ in range(worlds)]
 
     # -- one world -------------------------------------------------------------------
@@ -196,7 +199,7 @@ class AgentVectorEnv(VectorEnv):
     def _reset_world(
         self, world: int, seed: int | None, active: np.ndarray, infos: dict[str, Any]
     ) -> None:
-        env = self.worlds[world]
+        env = self.envs[world]
         if seed is None:
             seed = int(self._seeders[world].integers(2**31 - 1))
         observations, agent_infos = env.reset(seed=seed)
@@ -215,7 +218,7 @@ class AgentVectorEnv(VectorEnv):
     ) -> tuple[Any, dict[str, Any]]:
         seeds: list[int | None]
         if seed is None or isinstance(seed, int):
-            seeds = [None if seed is None else seed + w for w in range(len(self.worlds))]
+            seeds = [None if seed is None else seed + w for w in range(len(self.envs))]
         else:
             seeds = list(seed)
         infos: dict[str, Any] = {}
@@ -234,7 +237,7 @@ class AgentVectorEnv(VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         active = np.zeros(self.num_envs, dtype=bool)
         infos: dict[str, Any] = {}
-        for world, env in enumerate(self.worlds):
+        for world, env in enumerate(self.envs):
             if self._ended[world]:
                 self._reset_world(world, None, active, infos)
                 continue
@@ -262,14 +265,42 @@ class AgentVectorEnv(VectorEnv):
         infos[f"_{ACTIVE_INFO_KEY}"] = np.ones(self.num_envs, dtype=bool)
         return self._observations, rewards, terminated, truncated, infos
 
+    @property
+    def worlds(self) -> list[Any]:
+        return self.envs
+
+    def townlet_get_state(self) -> dict[str, Any]:
+        """This layer's state as data for a checkpoint (the worlds are walked on their
+        own): which worlds reset next, their ticks, their seed generators, the rows
+        active and the last observations."""
+        return {
+            "ended": self._ended.copy(),
+            "ticks": self._ticks.copy(),
+            "seeders": [g.bit_generator.state for g in self._seeders],
+            "active": self._active.copy(),
+            "observations": self._observations,
+        }
+
+    def townlet_set_state(self, state: dict[str, Any]) -> None:
+        self._ended[:] = state["ended"]
+        self._ticks[:] = state["ticks"]
+        for generator, saved in zip(self._seeders, state["seeders"], strict=True):
+            generator.bit_generator.state = saved
+        self._active = np.asarray(state["active"], dtype=bool).copy()
+        if isinstance(self._observations, dict):
+            for key, buffer in self._observations.items():
+                buffer[...] = state["observations"][key]
+        else:
+            self._observations[...] = state["observations"]
+
     def _world_rows(self, world: int) -> slice:
         return slice(world * self.agent_count, (world + 1) * self.agent_count)
 
     def render(self) -> Any:
-        return self.worlds[0].render()
+        return self.envs[0].render()
 
     def close_extras(self, **kwargs: Any) -> None:
-        for env in self.worlds:
+        for env in self.envs:
             close = getattr(env, "close", None)
             if callable(close):
                 close()

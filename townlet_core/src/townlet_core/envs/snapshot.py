@@ -17,7 +17,8 @@ instance attributes (`vars()`) are kept when they are data:
   (its bit generator's state), `np.random.RandomState`, `random.Random`.
 
 Configuration is skipped, since a freshly built env has it already: Gymnasium spaces (the
-trainer re-seeds them and never samples them), `EnvSpec`, enums (an autoreset mode),
+trainer re-seeds them and never samples them; also a dict of them, a PettingZoo env's
+spaces per agent), `EnvSpec`, enums (an autoreset mode),
 anything callable, and the attributes `env_fns`, `metadata`, `_metadata`, `spec`,
 `_cached_spec`, `_saved_kwargs`. A layer whose class defines
 `townlet_get_state()` / `townlet_set_state(state)` is captured by those instead (its state
@@ -141,6 +142,8 @@ def _is_config(name: str, value: Any) -> bool:
 
     if isinstance(value, (Space, EnvSpec)):
         return True
+    if isinstance(value, dict) and value and all(isinstance(v, Space) for v in value.values()):
+        return True  # a PettingZoo env's spaces, one per agent
     return callable(value) and not isinstance(value, (np.random.Generator, np.random.RandomState))
 
 
