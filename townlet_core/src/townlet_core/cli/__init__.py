@@ -31,6 +31,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "townlet_core.cli.promotion:promotion",
         "Promotion ledger: status, evaluate, promote, rollback.",
     ),
+    "report": (
+        "townlet_core.cli.report:report",
+        "Write an HTML report of runs: curves, stages, final figures.",
+    ),
     "runs": (
         "townlet_core.cli.runs:runs",
         "List, show and compare the runs under a runs root.",
