@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from townlet_core.__about__ import ENTRY_POINT_GROUP, STRATEGY_API_VERSION, __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from townlet_core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
     from townlet_core.contract.context import Services, TrainingContext
     from townlet_core.contract.hookspecs import hookimpl
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
         TownletError,
         UnknownStrategyError,
     )
+    from townlet_core.nn.predictor import LoadedPolicy
     from townlet_core.runtime.config import RunConfig
     from townlet_core.runtime.orchestrator import Orchestrator
     from townlet_core.runtime.registry import StrategyRegistry
@@ -76,9 +79,30 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "hookimpl",
+    "load_policy",
     "require_torch",
     "torch_available",
 ]
+
+
+def load_policy(
+    path: Path | str,
+    *,
+    best: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+    observation_space: Any = None,
+) -> LoadedPolicy:
+    """A trained policy with Stable-Baselines3's `predict(observation, deterministic=True)`,
+    which returns `(actions, None)`: from a checkpoint folder, or a run folder (its final
+    checkpoint; with `best`, its best). Needs torch, imported only now; see
+    `townlet_core.nn.predictor`."""
+    from townlet_core.runtime.torch_guard import require_torch
+
+    require_torch("townlet_core.load_policy", "bc")
+    from townlet_core.nn.predictor import load_policy as load
+
+    return load(path, best=best, device=device, seed=seed, observation_space=observation_space)
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "townlet_core.cli.evaluate:evaluate",
         "Run a trained checkpoint in an environment and report returns.",
     ),
+    "export": (
+        "townlet_core.cli.export:export",
+        "Write a checkpoint's greedy policy as an ONNX or TorchScript file.",
+    ),
     "promotion": (
         "townlet_core.cli.promotion:promotion",
         "Promotion ledger: status, evaluate, promote, rollback.",
