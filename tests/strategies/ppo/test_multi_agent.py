@@ -16,9 +16,13 @@ import numpy as np
 import pytest
 
 from townlet_core.envs.evaluation import evaluate_policy
+from townlet_core.envs.groups import grouped
 from townlet_core.envs.settings import EnvSettings
+from townlet_core.envs.town import parallel_env, town_expert
 
 CROWDED = {"size": 5}
+#: One group (agent_0) trains; the town's other agents act by the scripted expert.
+town_first = grouped(parallel_env, agents=["agent_0"], others=town_expert())
 
 
 def _lines(run: Path) -> list[dict[str, Any]]:
@@ -170,3 +174,23 @@ def test_a_town_run_resumes_exactly(interrupted_and_resumed: Any, tmp_path: Path
     assert resumed.resumed_from_update == 2 and resumed.updates_run == 4
     assert_same_weights(tmp_path / "whole" / "checkpoint", tmp_path / "parts" / "checkpoint")
     assert metric_lines(tmp_path / "whole") == metric_lines(tmp_path / "parts")
+
+
+def test_ppo_trains_one_group_against_the_others_fixed_policy(train_ppo: Any) -> None:
+    """A row per world: only agent_0 is trained, the expert moves the others."""
+    result = train_ppo(
+        {
+            "env": f"{__name__}:town_first",
+            "env_kwargs": {"size": 7},
+            "num_envs": 4,
+            "num_steps": 32,
+            "minibatch_size": 64,
+            "update_epochs": 2,
+            "total_timesteps": 4 * 32 * 2,
+            "eval_every": None,
+            "eval_episodes": 2,
+            "stop_return": None,
+        }
+    )
+    assert result.status == "succeeded" and result.env_steps == 256
+    assert result.eval_episodes == 2
