@@ -197,7 +197,11 @@ class AgentVectorEnv(VectorEnv):
             self._observations[row] = value
 
     def _reset_world(
-        self, world: int, seed: int | None, active: np.ndarray, infos: dict[str, Any]
+        self,
+        world: int,
+        seed: int | None,
+        active: np.ndarray,
+        infos: list[tuple[int, Mapping[str, Any]]],
     ) -> None:
         env = self.envs[world]
         if seed is None:
@@ -209,7 +213,7 @@ class AgentVectorEnv(VectorEnv):
             row = self._row(world, agent)
             self._write(row, observation)
             active[row] = True
-            self._add_info(infos, agent_infos.get(agent, {}), row)
+            infos.append((row, agent_infos.get(agent, {})))
 
     # -- the vector API --------------------------------------------------------------
 
@@ -221,12 +225,13 @@ class AgentVectorEnv(VectorEnv):
             seeds = [None if seed is None else seed + w for w in range(len(self.envs))]
         else:
             seeds = list(seed)
-        infos: dict[str, Any] = {}
+        pending: list[tuple[int, Mapping[str, Any]]] = []
         active = np.zeros(self.num_envs, dtype=bool)
         for world, world_seed in enumerate(seeds):
             self._seeders[world] = np.random.default_rng(world_seed)
-            self._reset_world(world, world_seed, active, infos)
+            self._reset_world(world, world_seed, active, pending)
         self._active = active
+        infos = self._vector_infos(pending)
         infos[ACTIVE_INFO_KEY] = active.copy()
         infos[f"_{ACTIVE_INFO_KEY}"] = np.ones(self.num_envs, dtype=bool)
         return self._observations, infos
@@ -236,10 +241,10 @@ class AgentVectorEnv(VectorEnv):
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
         active = np.zeros(self.num_envs, dtype=bool)
-        infos: dict[str, Any] = {}
+        pending: list[tuple[int, Mapping[str, Any]]] = []
         for world, env in enumerate(self.envs):
             if self._ended[world]:
-                self._reset_world(world, None, active, infos)
+                self._reset_world(world, None, active, pending)
                 continue
             acting = {agent: actions[self._row(world, agent)] for agent in env.agents}
             observations, agent_rewards, agent_terms, agent_truncs, agent_infos = env.step(acting)
@@ -257,13 +262,45 @@ class AgentVectorEnv(VectorEnv):
                     cut and not terminated[row]
                 )
                 active[row] = not (terminated[row] or truncated[row])
-                self._add_info(infos, agent_infos.get(agent, {}), row)
+                pending.append((row, agent_infos.get(agent, {})))
             if cut or not env.agents or not active[self._world_rows(world)].any():
                 self._ended[world] = True
         self._active = active
+        infos = self._vector_infos(pending)
         infos[ACTIVE_INFO_KEY] = active.copy()
         infos[f"_{ACTIVE_INFO_KEY}"] = np.ones(self.num_envs, dtype=bool)
         return self._observations, rewards, terminated, truncated, infos
+
+    def _vector_infos(self, pending: list[tuple[int, Mapping[str, Any]]]) -> dict[str, Any]:
+        """Gymnasium's vector infos (`key` batched, `_key` marking the rows that have it)
+        from each row's agent info: a numeric key in one array per step, where merging
+        row by row (`VectorEnv._add_info`) cost more than the town's own step with 32
+        agents (benchmarks/RESULTS.md); anything else (nested dicts, objects) as Gymnasium
+        merges it."""
+        infos: dict[str, Any] = {}
+        by_key: dict[str, list[tuple[int, Any]]] = {}
+        for row, info in pending:
+            for key, value in info.items():
+                by_key.setdefault(key, []).append((row, value))
+        for key, pairs in by_key.items():
+            values = [value for _row, value in pairs]
+            stacked = None
+            if not any(isinstance(value, Mapping) for value in values):
+                try:
+                    stacked = np.asarray(values)
+                except ValueError:  # ragged: leave it to Gymnasium
+                    stacked = None
+            if stacked is None or stacked.dtype.kind not in "biufc":
+                for row, value in pairs:
+                    infos = self._add_info(infos, {key: value}, row)
+                continue
+            rows = [row for row, _value in pairs]
+            batch = np.zeros((self.num_envs, *stacked.shape[1:]), dtype=stacked.dtype)
+            batch[rows] = stacked
+            present = np.zeros(self.num_envs, dtype=bool)
+            present[rows] = True
+            infos[key], infos[f"_{key}"] = batch, present
+        return infos
 
     @property
     def worlds(self) -> list[Any]:
