@@ -1,7 +1,7 @@
 """Run configuration: a YAML, TOML or JSON file plus `--set a.b=value` overrides.
 
 A config file is one mapping. Its top level holds the run settings (`seed`, `device`,
-`run_dir`, `runs_root`, `metrics`) and one section per strategy involved in the run, named
+`run_dir`, `runs_root`, `metrics`, `track`) and one section per strategy involved in the run, named
 after the strategy (`cem:`, or `anneal:` with `bc:` and `ppo:` beside it). Each section is
 validated by that strategy's own config model. Every error names the file (or override),
 the field path and the problem; unknown keys get a "did you mean".
@@ -82,6 +82,23 @@ class RunSettings(BaseModel):
         "(`--nproc`); only for strategies that support it.",
     )
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    track: list[str] = Field(
+        default_factory=list,
+        description="Trackers that also get the run's config, metrics and artifacts "
+        "(`--track tensorboard,mlflow`; a comma list or a list): see docs/tracking.md.",
+    )
+    track_uri: str | None = Field(
+        None,
+        description="Where the mlflow tracker writes: an MLflow tracking URI. Unset: "
+        "MLFLOW_TRACKING_URI, else a local store in RUNS_ROOT/mlruns.",
+    )
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _track_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # `--track a,b` and `--set track=a,b`
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @field_validator("seed")
     @classmethod

@@ -28,7 +28,7 @@ from townlet_core.errors import ConfigError, RunDirectoryError, StrategyRunError
 from townlet_core.runtime.config import RunConfig
 from townlet_core.runtime.interrupts import held_interrupts
 from townlet_core.runtime.metrics import DiscardingSink, MetricsSink
-from townlet_core.runtime.progress import Progress
+from townlet_core.runtime.progress import ProgressFactory, labelled
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
 from townlet_core.runtime.run_dir import (
     LOCK_FILE,
@@ -39,6 +39,7 @@ from townlet_core.runtime.run_dir import (
 )
 from townlet_core.runtime.seeding import seed_everything
 from townlet_core.runtime.state import StateStore
+from townlet_core.runtime.tracking import Tracking
 
 #: What a guarded strategy step returns.
 T = TypeVar("T")
@@ -51,7 +52,7 @@ class RunServices:
 
     registry: StrategyRegistry
     store: StateStore
-    progress: Callable[[int | None, str], Progress]
+    progress: ProgressFactory
     log: Callable[[str], None]
     #: This process's rank in a data-parallel run; only rank 0 writes anything.
     world: World = SINGLE
@@ -59,6 +60,8 @@ class RunServices:
     #: Each namespace as it was read, so saving merges this run's changes into what
     #: concurrent runs saved meanwhile instead of overwriting them.
     loaded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The trackers of the top-level run (`--track`), which hear its stages too.
+    tracking: Tracking = field(default_factory=Tracking)
 
     def state_for(self, strategy: str) -> dict[str, Any]:
         if strategy not in self.states:
@@ -110,12 +113,16 @@ def execute(
     other than 0 of a data-parallel run runs the strategy and writes nothing (`_follow`)."""
     spec = loaded.spec
     seed = run_config.run.seed
+    if parent is None:  # the trackers `track` names, checked; they start with the run
+        services.tracking = Tracking.start(services.registry, run_config.run, services.world)
+    tracked = services.tracking.open(path, spec.name, run_config, section)
     sink = (
         MetricsSink(
             path / METRICS_FILE,
             rotate_after=run_config.run.metrics.rotate_after,
             annotate=annotate,
             log=services.log,
+            tap=tracked.tap,
         )
         if services.world.is_writer
         else DiscardingSink(path / METRICS_FILE, annotate=annotate)
@@ -147,8 +154,12 @@ def execute(
             verb = "resuming" if resume else "running"
             services.log(f"townlet: {verb} '{spec.name}' in {path} (seed {seed})")
         _start(directory, spec, snapshot, resume)
+        tracked.started()
         result = _run(loaded, context, section, directory, sink)
-        return _commit(loaded, context, section, result, directory, services)
+        return tracked.finished(_commit(loaded, context, section, result, directory, services))
+    except BaseException as exc:
+        tracked.failed(exc)
+        raise
     finally:
         if lock is not None:
             lock.release()
@@ -169,6 +180,8 @@ def build_context(
     resume: bool = False,
 ) -> TrainingContext:
     """The context a strategy's `prepare` and `run` see (nothing is written to build it)."""
+    # a stage's bars are named after the stage ("01-cycle1-ppo: ppo ...")
+    progress = services.progress if parent is None else labelled(services.progress, path.name)
     return TrainingContext(
         spec=loaded.spec,
         strategy_version=loaded.version,
@@ -177,7 +190,7 @@ def build_context(
         device=run_config.run.device,
         run_dir=path,
         metrics=sink,
-        services=Services(rng=rng, progress=services.progress),
+        services=Services(rng=rng, progress=progress),
         state=services.state_for(loaded.spec.name),
         stages=stages,
         warm_start=warm_start,

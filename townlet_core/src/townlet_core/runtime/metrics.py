@@ -58,10 +58,12 @@ class MetricsSink:
         rotate_after: int | None = None,
         annotate: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
         log: Callable[[str], None] | None = None,
+        tap: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         """`annotate(record)` returns fields added to every record (a composing strategy's
         view of its stage, e.g. anneal's `anneal_*` fields and guardrail flags); `log`
-        hears about a torn last line dropped from an existing file."""
+        hears about a torn last line dropped from an existing file; `tap(index, record)`
+        gets each record as written, once written (the run's trackers: `tracking`)."""
         if rotate_after is not None and rotate_after < 1:
             raise ValueError("rotate_after must be at least 1")
         self.path = path
@@ -81,6 +83,7 @@ class MetricsSink:
         self._handle: IO[bytes] | None = None
         self.records_written = 0
         self._annotate = annotate
+        self._tap = tap
 
     @property
     def files(self) -> list[Path]:
@@ -95,7 +98,8 @@ class MetricsSink:
             self._close_handle()
             self._index += 1
             self._lines = 0
-        line = (encode_record(record) + "\n").encode("utf-8")
+        written_record = _json_safe(record)
+        line = (json.dumps(written_record, allow_nan=False) + "\n").encode("utf-8")
         current = rotated_path(self.path, self._index)
         try:
             if self._handle is None:
@@ -108,6 +112,8 @@ class MetricsSink:
             if exc.filename is None:
                 raise OSError(exc.errno, exc.strerror, str(current)) from exc
             raise
+        if self._tap is not None:
+            self._tap(self.records_written, written_record)
         self._lines += 1
         self.records_written += 1
 

@@ -15,13 +15,14 @@ from townlet_core.runtime.config import RunConfig, build_run_config, strategy_fr
 from townlet_core.runtime.execution import check_device
 from townlet_core.runtime.launch import check_distributed, shared_run_config
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
+from townlet_core.runtime.tracking import tracker_specs
 
 
 def plan_run(
     registry: StrategyRegistry, world: World, strategy: str | None, **options: Any
 ) -> tuple[RunConfig, dict[str, LoadedStrategy]]:
     """The validated run config of `Orchestrator.run(strategy, **options)`, every check
-    made (device, --nproc), with the strategy and those it requires, loaded."""
+    made (device, --nproc, trackers), with the strategy and those it requires, loaded."""
     config, overrides = options.get("config"), options.get("overrides", ())
     file = Path(config) if isinstance(config, (str, Path)) else None
     data = config if isinstance(config, Mapping) else None
@@ -42,6 +43,7 @@ def plan_run(
     run_config = shared_run_config(run_config, world)
     check_device(loaded[name].spec, run_config.run.device)
     check_distributed(loaded[name].spec, run_config.run.nproc, world)
+    tracker_specs(registry, run_config.run, world)  # an unknown or missing tracker, now
     return run_config, loaded
 
 

@@ -20,6 +20,7 @@ Policy (see docs/adr/0004-policy-training-strategies.md):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -46,10 +47,13 @@ from townlet_core.errors import (
     TownletError,
     UnknownStrategyError,
 )
+from townlet_core.runtime.plugin_hooks import register_and_collect
 from townlet_core.runtime.torch_guard import require_torch
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+    from townlet_core.runtime.tracker_registry import TrackerRegistry
 
 PluginStatus = Literal["ok", "broken", "incompatible", "conflict", "disabled"]
 
@@ -363,8 +367,18 @@ class StrategyRegistry:
         self._loaded: dict[str, LoadedStrategy] = {}
         #: Third-party distributions allowed to provide a disabled first-party name.
         self._replacing = {normalize_distribution(n) for n in _parse_list(env.get(ENV_REPLACE, ""))}
+        self._discovery = (discover, path)  # the trackers are found the same way
         if discover:
             self._discover(path, env)
+
+    @functools.cached_property
+    def trackers(self) -> TrackerRegistry:
+        """The trackers a run can name (`--track`), found on first use like strategies, on
+        this registry's plugin manager: see `runtime.tracker_registry`."""
+        from townlet_core.runtime.tracker_registry import TrackerRegistry
+
+        discover, path = self._discovery
+        return TrackerRegistry(self._pm, discover=discover, path=path)
 
     # ----------------------------------------------------------------- metadata phase
 
@@ -494,29 +508,18 @@ class StrategyRegistry:
 
     def _register(self, plugin: object, *, plugin_name: str) -> list[StrategySpec]:
         """Register `plugin` with pluggy and collect what its hook adds. Raises on misuse."""
-        from pluggy import PluginValidationError
-
         if id(plugin) in self._collected:
             return self._collected[id(plugin)]
-
-        try:
-            self._pm.register(plugin, name=plugin_name)
-            self._pm.check_pending()
-        except PluginValidationError as exc:
-            if self._pm.is_registered(plugin):
-                self._pm.unregister(plugin)
-            raise IncompatiblePluginError(f"invalid hook implementation: {one_line(exc)}") from exc
         collector = SpecCollector()
-        impls = [
-            impl
-            for impl in self._pm.hook.townlet_register_strategies.get_hookimpls()
-            if impl.plugin is plugin
-        ]
-        if not impls:
-            raise PluginLoadError("implements no townlet_register_strategies hook")
-        for impl in impls:
-            # Pass only the arguments the implementation asked for (pluggy's opt-in rule).
-            impl.function(**{arg: collector for arg in impl.argnames if arg == "specs"})
+        register_and_collect(
+            self._pm,
+            plugin,
+            plugin_name,
+            hook="townlet_register_strategies",
+            argument="specs",
+            collector=collector,
+            invalid=lambda message: IncompatiblePluginError(one_line(message)),
+        )
         self._collected[id(plugin)] = collector.specs
         return collector.specs
 
