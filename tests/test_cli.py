@@ -160,7 +160,9 @@ def test_train_prints_a_readable_summary(townlet, tmp_path):
     assert code == 0
     assert out.splitlines()[0].startswith("good 1.0.0 succeeded in ")
     assert "(seed 2, device cpu)" in out
-    assert "  estimate: " in out
+    assert "\n  estimate:      " in out  # the strategy's own line (its summary_lines)
+    assert "\n  run directory: r\n  next:          townlet report r\n" in out
+    assert "samples" not in out and "runs_so_far" not in out  # not the field list
     assert "running 'good' in r" in err
     assert (tmp_path / "r" / "result.json").exists()
 

@@ -73,11 +73,12 @@ def test_files_written_atomically_get_normal_permissions(tmp_path):
 
 def test_progress_renders_count_bar_and_postfix():
     stream = io.StringIO()
-    progress = Progress(4, "cem", enabled=True, stream=stream, width=8)
+    progress = Progress(4, "cem", enabled=True, stream=stream)
     progress.update(2, ret=123.456)
     line = progress.render()
-    assert line.startswith("cem [####....] 2/4 ")
-    assert line.endswith("ret=123.5")
+    assert line.startswith("cem:  50%|")
+    assert " 2/4 [" in line
+    assert line.endswith(", ret=123.5]")
     progress.close()
     assert stream.getvalue().endswith("\n")
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from townlet_core.contract.hookspecs import hookimpl
     from townlet_core.contract.spec import SpecCollector, StrategySpec
     from townlet_core.contract.strategy import TrainingStrategy
+    from townlet_core.contract.tracker import TrackerCollector, TrackerSpec
     from townlet_core.dto import TrainingResultDTO
     from townlet_core.errors import (
         ConfigError,
@@ -45,6 +46,8 @@ _EXPORTS = {
     "StrategySpec": "townlet_core.contract.spec",
     "TorchNotAvailableError": "townlet_core.errors",
     "TownletError": "townlet_core.errors",
+    "TrackerCollector": "townlet_core.contract.tracker",
+    "TrackerSpec": "townlet_core.contract.tracker",
     "TrainingContext": "townlet_core.contract.context",
     "TrainingResultDTO": "townlet_core.dto",
     "TrainingStrategy": "townlet_core.contract.strategy",
@@ -70,6 +73,8 @@ __all__ = [
     "StrategySpec",
     "TorchNotAvailableError",
     "TownletError",
+    "TrackerCollector",
+    "TrackerSpec",
     "TrainingContext",
     "TrainingResultDTO",
     "TrainingStrategy",

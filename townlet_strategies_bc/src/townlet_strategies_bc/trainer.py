@@ -101,7 +101,9 @@ def _demonstrations(
 
 
 def _capture(context: TrainingContext, spec: Any, out: Path) -> None:
-    with context.services.progress(None, f"capture {spec.env}") as progress:
+    with context.services.progress(
+        spec.episodes, f"capture {spec.env}", unit="episode"
+    ) as progress:
         summary = capture(
             spec.env_settings(),
             capture_policy(context, spec),
@@ -344,7 +346,7 @@ def _fit(
     sample_split = sample_of(train_split, TRAIN_ACCURACY_SAMPLE, context.seed)
     own = sharing.shard(train_split, ranks)
     rank_key = [] if ranks.rank == 0 else [ranks.rank]  # rank 0 shuffles as one process does
-    with context.services.progress(config.epochs, "bc") as progress:
+    with context.services.progress(config.epochs, "bc", unit="epoch") as progress:
         for epoch in range(config.epochs):
             lr = config.learning_rate * _schedule_factor(config.lr_schedule, epoch, config.epochs)
             for group in optimizer.param_groups:

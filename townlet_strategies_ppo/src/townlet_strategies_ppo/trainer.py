@@ -450,8 +450,9 @@ class PPOTrainer:
     def run(self) -> PPOTrainingResultDTO:
         position = self.position
         line: dict[str, Any] = dict(position.last_line)
-        with self.context.services.progress(self.total_updates, "ppo") as bar:
-            bar.update(position.next_update)
+        with self.context.services.progress(
+            self.total_updates, "ppo", unit="update", initial=position.next_update
+        ) as bar:
             # a run that stopped on stop_return is done, even if its updates are not
             for update in range(position.next_update, self.total_updates):
                 if position.stopped_early:
@@ -551,7 +552,14 @@ class PPOTrainer:
         if (update + 1) % config.log_frequency == 0:
             context.metrics.log(line)
             position.metrics_lines += 1
-        bar.update(1, ret=live.get("episode_return_mean"), loss=stats.loss_total)
+        # the latest training return (kept while an update ends no episode), the latest
+        # greedy evaluation's, the loss
+        bar.update(
+            1,
+            ret=live.get("episode_return_mean"),
+            eval=live.get("eval_mean_return"),
+            loss=stats.loss_total,
+        )
         solved = (
             evaluation is not None
             and config.stop_return is not None

@@ -123,9 +123,11 @@ def capture(
     from townlet_core.runtime.progress import Progress, progress_wanted
 
     settings = settings_from_options(env_id, env_kwargs, wrappers, max_episode_steps)
-    unit = "episodes" if episodes is not None else "steps"
     progress = Progress(
-        episodes or steps, f"capture {env_id} ({unit})", enabled=progress_wanted(quiet)
+        episodes or steps,
+        f"capture {env_id}",
+        enabled=progress_wanted(quiet),
+        unit="episode" if episodes is not None else "step",
     )
     try:
         with progress:

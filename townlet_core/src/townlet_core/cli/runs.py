@@ -295,15 +295,9 @@ def _return_with_field(summary: RunSummary) -> str | None:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    from townlet_core.runtime.runs_index import format_duration
+
+    return format_duration(seconds)
 
 
 def _when(when: datetime | None, absent: str = "-", suffix: str = "") -> str:

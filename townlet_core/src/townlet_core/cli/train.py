@@ -56,6 +56,12 @@ if TYPE_CHECKING:
     help="Train data-parallel in N processes on this machine (torchrun; ppo and bc). "
     "A resume uses the run's own number.",
 )
+@click.option(
+    "--track",
+    metavar="NAMES",
+    help="Also send the run's config, metrics and artifacts to these trackers, comma-separated "
+    "(tensorboard, mlflow, or a tracker plugin's); wins over the config's 'track'; '' for none.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result DTO as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display or status lines.")
 @click.pass_context
@@ -70,6 +76,7 @@ def train(
     resume_dir: Path | None,
     exit_on_failure: bool,
     nproc: int | None,
+    track: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -93,6 +100,7 @@ def train(
                 ("--seed", seed),
                 ("--device", device),
                 ("--run-dir", run_dir),
+                ("--track", track),
             )
             if value
         ]
@@ -102,7 +110,7 @@ def train(
             )
     options: dict[str, Any] = {
         "config": config_file,
-        "overrides": overrides,
+        "overrides": overrides if track is None else (*overrides, f"track={track}"),
         "seed": seed,
         "device": device,
         "run_dir": run_dir,
@@ -197,29 +205,7 @@ def _launch_ranks(
 
 
 def format_result(result: TrainingResultDTO, run_dir: Path | None) -> str:
-    """A short readable summary: outcome, where the files are, the strategy's own numbers."""
-    from townlet_core.dto import TrainingResultDTO
+    """The summary a person reads when the run ends (`townlet_core.cli.summary`)."""
+    from townlet_core.cli.summary import format_summary
 
-    outcome = "succeeded" if result.status == "succeeded" else f"FAILED: {result.status_reason}"
-    lines = [
-        f"{result.strategy} {result.strategy_version} {outcome} in {result.duration_sec:.1f}s "
-        f"(seed {result.seed}, device {result.device})",
-    ]
-    if run_dir is not None:
-        lines.append(f"  run directory: {run_dir}")
-    custom = result.summary_text()
-    if custom is not None:
-        return "\n".join([*lines, *custom])
-    base = set(TrainingResultDTO.model_fields)
-    for name in type(result).model_fields:
-        if name in base:
-            continue
-        value: Any = getattr(result, name)
-        if value is None:
-            continue
-        if isinstance(value, float):
-            value = f"{value:.6g}"
-        elif isinstance(value, (list, dict)) and len(str(value)) > 80:
-            value = f"({len(value)} items; see result.json)"
-        lines.append(f"  {name}: {value}")
-    return "\n".join(lines)
+    return format_summary(result, run_dir)

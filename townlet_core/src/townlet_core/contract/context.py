@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from townlet_core.contract.spec import StrategySpec
 from townlet_core.contract.world import SINGLE, World
 from townlet_core.runtime.metrics import MetricsSink
-from townlet_core.runtime.progress import Progress
+from townlet_core.runtime.progress import ProgressFactory
 from townlet_core.runtime.run_dir import utc_now
 
 if TYPE_CHECKING:
@@ -28,8 +28,9 @@ class Services:
 
     #: The run's random generator, seeded from the run seed.
     rng: np.random.Generator
-    #: `progress(total, desc)` gives a progress display (silent when quiet or not a TTY).
-    progress: Callable[[int | None, str], Progress]
+    #: `progress(total, desc, unit="epoch")` gives a live progress bar for one loop
+    #: (silent when quiet or not a TTY); `update(1, ret=...)` it as the work advances.
+    progress: ProgressFactory
 
 
 #: What a composing strategy may add to each metrics line of a stage (its own fields).

@@ -52,8 +52,25 @@ class TrainingResultDTO(BaseModel):
         exits 1 when not). Strategies with a richer verdict (anneal) override this."""
         return self.status == "succeeded"
 
+    def summary_lines(self) -> list[str]:
+        """What `townlet train` says about this result when the run ends, one `label: text`
+        line each, between its first line (strategy, outcome, wall time, seed, device) and
+        the checkpoint, run directory and next commands it adds itself. The full result
+        stays in result.json and `--json`.
+
+        The default (`townlet_core.dto.summary.standard_lines`) reads the conventional
+        fields: `env_id` and/or `dataset`, `eval_mean_return`, `eval_std_return` and
+        `eval_episodes` (the final greedy evaluation) and `env_steps`; a result with those
+        needs no code. Override it to add the strategy's own figures, e.g.
+        `return [*super().summary_lines(), f"elite: {self.elite_return:.1f}"]`.
+        (Since townlet-core 0.1.)"""
+        from townlet_core.dto.summary import standard_lines
+
+        return standard_lines(self)
+
     def summary_text(self) -> list[str] | None:
-        """Lines `townlet train` prints instead of the generic field list (None: generic)."""
+        """Lines `townlet train` prints instead of the whole summary below its first line
+        and the run directory (anneal's stage table); None: `summary_lines` and the rest."""
         return None
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from townlet_core.dto import summary
 from townlet_core.dto.base import TrainingResultDTO
 
 
@@ -59,3 +60,31 @@ class BCTrainingResultDTO(TrainingResultDTO):
     eval_min_return: float | None = None
     eval_max_return: float | None = None
     eval_mean_length: float | None = Field(None, ge=0.0)
+
+    def summary_lines(self) -> list[str]:
+        """The dataset, the clone's greedy return, transitions times epochs and their rate,
+        and the fit on the training and the held-out split."""
+        recorded = "demonstrations" in self.artifacts
+        lines = summary.trained_on(self.manifest, note="recorded by this run" if recorded else "")
+        lines += summary.evaluation(self, env=self.eval_env, hint="set bc.eval_env")
+        seen = self.samples * self.epochs_run
+        epochs = (
+            f"{self.epochs_run} of {self.epochs} epochs"
+            if self.epochs_run < self.epochs
+            else (f"{self.epochs_run} epochs")
+        )
+        rate = summary.throughput(seen, "transitions", seen, self.duration_sec, "transitions")
+        held = f" (+{summary.count(self.val_samples)} held out)" if self.val_samples else ""
+        lines.append(f"steps: {summary.count(self.samples)}{held} × {epochs} = {rate}")
+        if self.accuracy is not None:
+            lines.append(f"accuracy: {_pair(self.accuracy, self.val_accuracy, '.3f')}")
+        if self.action_mse is not None:
+            lines.append(f"action mse: {_pair(self.action_mse, self.val_action_mse, '.3g')}")
+        lines.append(f"loss: {_pair(self.loss, self.val_loss, '.3f')}")
+        return lines
+
+
+def _pair(train: float, held_out: float | None, spec: str) -> str:
+    """`0.970 train, 0.950 held out`."""
+    text = f"{train:{spec}} train"
+    return text + (f", {held_out:{spec}} held out" if held_out is not None else "")

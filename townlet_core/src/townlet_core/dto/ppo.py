@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from townlet_core.dto import summary
 from townlet_core.dto.base import TrainingResultDTO
 
 TELEMETRY_VERSION = 1.2
@@ -123,6 +124,42 @@ class PPOTrainingResultDTO(TrainingResultDTO):
     eval_min_return: float | None = None
     eval_max_return: float | None = None
     eval_mean_length: float | None = Field(None, ge=0)
+
+    def summary_lines(self) -> list[str]:
+        """What it trained on, the greedy return (and the best one, kept apart), env steps
+        and their rate in this process, the updates, and the last update's losses."""
+        lines = summary.trained_on(self.env_id, self.dataset)
+        lines += summary.evaluation(self, hint="no environment to evaluate in")
+        best = self.best_eval_mean_return
+        if best is not None and self.best_checkpoint is not None and best != self.eval_mean_return:
+            lines.append(
+                f"best: {summary.number(best)} at an evaluation during training "
+                f"({self.best_checkpoint})"
+            )
+        if self.env_steps:  # the same steps every update; a resume did the earlier ones
+            here = self.env_steps * self.updates_run // max(self.epoch, 1)
+            steps = summary.throughput(
+                self.env_steps, "env steps", here, self.duration_sec, "steps"
+            )
+            lines.append(f"steps: {steps}")
+        notes = []
+        if self.stopped_early:
+            notes.append("stopped early: stop_return reached")
+        if self.resumed_from_update is not None:
+            notes.append(f"resumed after update {self.resumed_from_update}")
+        noted = f" ({'; '.join(notes)})" if notes else ""
+        lines.append(f"updates: {self.epoch} of {self.total_updates}{noted}")
+        kl = self.approx_kl if self.approx_kl is not None else self.kl_divergence
+        last = [
+            f"loss {summary.number(self.loss_total)}",
+            f"entropy {summary.number(self.loss_entropy)}",
+            f"KL {kl:.2g}",
+            f"clip {self.clip_fraction:.2f}",
+        ]
+        if self.explained_variance is not None:
+            last.append(f"explained var {self.explained_variance:.2f}")
+        lines.append(f"last update: {', '.join(last)}")
+        return lines
 
     @model_validator(mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from townlet_core.report.plotting import OUTCOME_COLOURS, Rendered
 from townlet_core.report.rundata import RunData
+from townlet_core.runtime.runs_index import format_duration as duration
 
 #: The columns of the table of final figures, in order.
 TABLE_COLUMNS = (
@@ -195,16 +196,3 @@ def _field(field: str | None) -> str:
 
 def _steps(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
-
-
-def duration(seconds: float | None) -> str:
-    """`12.3s`, `4m05s`, `2h03m`; `-` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

@@ -18,7 +18,7 @@ from townlet_core.runtime.config import RunConfig
 from townlet_core.runtime.execution import RunServices, execute
 from townlet_core.runtime.launch import check_distributed
 from townlet_core.runtime.planning import configure, plan_run
-from townlet_core.runtime.progress import Progress, progress_wanted
+from townlet_core.runtime.progress import Progress, progress_wanted, write_line
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
 from townlet_core.runtime.run_dir import RunDirectory, check_output_location, run_snapshot
 from townlet_core.runtime.state import STATE_FILE, StateStore
@@ -45,7 +45,7 @@ class Orchestrator:
         self._stream = progress_stream or sys.stderr
         self._progress = progress_wanted(quiet, self._stream) if progress is None else progress
         self._progress = self._progress and self.world.is_writer
-        self._log = log or (lambda message: print(message, file=sys.stderr))
+        self._log = log or (lambda message: write_line(message, sys.stderr))  # above any bar
         #: The run directory of the latest run (kept even when the run failed).
         self.last_run_dir: Path | None = None
 
@@ -142,8 +142,8 @@ class Orchestrator:
                 self.last_run_dir = path
         return result
 
-    def _make_progress(self, total: int | None, desc: str) -> Progress:
-        return Progress(total, desc, enabled=self._progress, stream=self._stream)
+    def _make_progress(self, total: int | None, desc: str, **options: Any) -> Progress:
+        return Progress(total, desc, enabled=self._progress, stream=self._stream, **options)
 
     def _info(self, message: str) -> None:
         if not self.quiet:

@@ -630,3 +630,16 @@ def _list(value: Any) -> list[Any]:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
+
+
+def format_duration(seconds: float | None) -> str:
+    """`12.3s`, `4m05s`, `2h03m`; `-` when unknown (`runs list` and the report)."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
