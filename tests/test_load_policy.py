@@ -252,7 +252,7 @@ def test_a_trained_cartpole_policy_plays_its_env_through_predict(tmp_path: Path)
     """`townlet train` a few seconds, then drive the env the SB3 way: one observation at a
     time, greedy, with the same actions as the ONNX export on the visited states."""
     config = tmp_path / "ppo.json"
-    section = {"total_timesteps": 4096, "eval_every": None, "eval_episodes": 1}
+    section = {"total_timesteps": 4096, "update_epochs": 4, "eval_every": None, "eval_episodes": 1}
     config.write_text(json.dumps({"strategy": "ppo", "ppo": section}))
     command = [sys.executable, "-m", "townlet_core.cli", "train", "-c", str(config)]
     done = subprocess.run(

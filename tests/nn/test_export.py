@@ -419,6 +419,7 @@ RUNS: dict[str, dict[str, Any]] = {
         "num_envs": 4,
         "num_steps": 64,
         "total_timesteps": 4096,
+        "update_epochs": 4,
     },
     "pendulum": {
         "env": "Pendulum-v1",

@@ -37,6 +37,8 @@ def test_parameter_sharing_ppo_learns_the_crowded_town(train_ppo: Any, tmp_path:
         "num_envs": 12,  # four towns of three agents
         "num_steps": 128,
         "total_timesteps": 12 * 128 * 32,
+        "update_epochs": 4,
+        "minibatch_size": 512,
         "eval_every": None,
         "eval_episodes": 12,
         "stop_return": None,
@@ -47,10 +49,10 @@ def test_parameter_sharing_ppo_learns_the_crowded_town(train_ppo: Any, tmp_path:
     )
     assert random.mean_return < 40  # measured: 26.8
     assert result.eval_mean_return is not None
-    assert result.eval_mean_return > random.mean_return + 30  # measured: about 76
+    assert result.eval_mean_return > random.mean_return + 30  # measured: 77.0
     conflicts = [line["queue_conflict_events"] for line in _lines(tmp_path / "run")]
     first, last = np.mean(conflicts[:3]), np.mean(conflicts[-3:])
-    assert first > 20  # measured: about 60 an update of 1,536 agent-steps
+    assert first > 20  # measured: 65 an update of 1,536 agent-steps, falling to 9
     assert last < first / 3
 
 
