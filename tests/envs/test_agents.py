@@ -207,3 +207,16 @@ def test_a_snapshot_of_the_town_continues_exactly() -> None:
         np.testing.assert_array_equal(ours[4]["agent_active"], theirs[4]["agent_active"])
     env.close()
     fresh.close()
+
+
+def test_a_registered_name_builds_its_parallel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from townlet_core.envs import agents
+
+    monkeypatch.setitem(agents.PARALLEL_ENVS, "tests/Relay-v0", RELAY)  # undone after
+    del agents.PARALLEL_ENVS["tests/Relay-v0"]
+    agents.register_parallel_env("tests/Relay-v0", RELAY)
+    env, how = make_vector_env("tests/Relay-v0", 3)
+    assert how == "agents" and env.num_envs == 3
+    env.close()
+    with pytest.raises(ConfigError, match="already registered"):
+        agents.register_parallel_env("tests/Relay-v0", RELAY)

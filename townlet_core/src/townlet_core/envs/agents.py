@@ -343,19 +343,9 @@ class AgentVectorEnv(VectorEnv):
                 close()
 
 
-def agent_names(env: Any) -> tuple[str, ...] | None:
-    """For each row of a vector env, its agent's name (None for a single-agent env)."""
-    agents = getattr(env, "agents", None)
-    worlds = getattr(env, "worlds", None)
-    if not isinstance(agents, tuple) or not isinstance(worlds, list):
-        return None
-    return tuple(agents) * len(worlds)
-
-
 __all__ = [
     "PARALLEL_ENVS",
     "AgentVectorEnv",
-    "agent_names",
     "is_parallel_env",
     "parallel_factory",
     "register_parallel_env",
