@@ -11,7 +11,7 @@ from torch.nn import functional
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
 from townlet_core.nn import build_network, load_checkpoint, save_checkpoint
 from townlet_core.nn.distributions import Categorical
-from townlet_core.nn.network import ACTOR, CRITIC, PolicyNetwork
+from townlet_core.nn.network import ACTOR, CRITIC, PolicyNetwork, sigmoid_tanh
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import NonFiniteError
 from townlet_strategies_ppo.update import Batch, make_optimizer, ppo_update
@@ -91,6 +91,36 @@ def test_stacked_forward_equals_separate_actor_and_critic_values_log_probs_and_g
             torch.testing.assert_close(grad, layers[f"{head}.{kind}"].grad, rtol=1e-5, atol=1e-7)
 
 
+def test_the_sigmoid_form_of_tanh_equals_torch_tanh_in_value_and_gradient():
+    x = torch.cat(
+        [
+            torch.linspace(-30.0, 30.0, 2001),
+            torch.tensor([0.0, -0.0, float("inf"), float("-inf")]),
+        ]
+    ).requires_grad_()
+    reference = x.detach().clone().requires_grad_()
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+    fast, exact = sigmoid_tanh(x), torch.tanh(reference)
+    (fast * weights).sum().backward()
+    (exact * weights).sum().backward()
+
+    torch.testing.assert_close(fast, exact, rtol=0, atol=3e-7)
+    assert x.grad is not None and reference.grad is not None
+    torch.testing.assert_close(x.grad, reference.grad, rtol=0, atol=1e-6)
+    assert torch.isnan(sigmoid_tanh(torch.tensor([float("nan")]))).all()
+
+
+def test_a_forward_pass_without_gradients_agrees_with_one_with_them():
+    network = _network()
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        plain_logits, plain_values = network(x)
+    logits, values = network(x)  # with gradients: the sigmoid form
+    torch.testing.assert_close(logits.detach(), plain_logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(values.detach(), plain_values, rtol=0, atol=1e-6)
+
+
 def test_actor_and_critic_stacks_start_as_separate_orthogonal_layers():
     bodies = _network().bodies
     assert bodies is not None
@@ -167,7 +197,9 @@ def test_a_non_finite_loss_raises_and_leaves_weights_and_optimizer_as_before_the
     rng = np.random.default_rng(0)
     ppo_update(network, optimizer, _batch(network, 32), config, 0.2, rng)  # Adam has state now
     weights = {k: v.clone() for k, v in network.state_dict().items()}
-    moments = [state["exp_avg"].clone() for state in optimizer.state.values()]
+    moments = [
+        {key: value.clone() for key, value in state.items()} for state in optimizer.state.values()
+    ]
     bad = _batch(network, 32, returns=torch.full((32,), float("nan")))
 
     with pytest.raises(NonFiniteError) as info:
@@ -178,4 +210,6 @@ def test_a_non_finite_loss_raises_and_leaves_weights_and_optimizer_as_before_the
     for name, tensor in network.state_dict().items():
         assert torch.equal(tensor, weights[name]), name
     for state, before in zip(optimizer.state.values(), moments, strict=True):
-        assert torch.equal(state["exp_avg"], before)
+        assert set(state) == set(before) == {"step", "exp_avg", "exp_avg_sq"}
+        for key, value in before.items():
+            assert torch.equal(state[key], value), key

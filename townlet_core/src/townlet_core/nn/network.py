@@ -36,9 +36,41 @@ from townlet_core.errors import ConfigError
 from townlet_core.nn.distributions import ActionDistribution, distribution_for
 from townlet_core.nn.normalize import ObservationNormalizer
 
+
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) as 2 sigmoid(2x) - 1, with tanh's own backward from its output.
+
+    torch's CPU `tanh` is not vectorised (measured: 90 us for a (2, 256, 64) batch against
+    16 us for `sigmoid`), and it is the largest single cost of a small network's forward
+    pass; the sigmoid form agrees with it to 2e-7 (float32) and, written as one autograd
+    function, adds no backward nodes (the gradient is `tanh_backward` of the output)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        result: torch.Tensor = torch.ops.aten.tanh_backward(grad, y)
+        return result
+
+
+def sigmoid_tanh(x: torch.Tensor) -> torch.Tensor:
+    result: torch.Tensor = _SigmoidTanh.apply(x)  # type: ignore[no-untyped-call]
+    return result
+
+
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
+    "relu": torch.relu,
+}
+#: What a pass with gradients (an update's mini-batch) goes through: see `_SigmoidTanh`.
+_BATCH_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": sigmoid_tanh,
     "relu": torch.relu,
 }
 _HIDDEN_GAIN = math.sqrt(2)
@@ -94,6 +126,7 @@ class TwinMLP(nn.Module):
         super().__init__()
         self.sizes = hidden
         self.activation = _FUNCTIONS[activation]
+        self.batch_activation = _BATCH_FUNCTIONS[activation]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         width = inputs
@@ -111,7 +144,10 @@ class TwinMLP(nn.Module):
         """(actor features, critic features) of `x`, a (rows, inputs) batch."""
         h = x.expand(2, *x.shape)
         for weight, bias in zip(self.weights, self.biases, strict=True):
-            h = self.activation(torch.baddbmm(bias, h, weight))
+            z = torch.baddbmm(bias, h, weight)
+            # a pass that will be differentiated takes the faster form (`_SigmoidTanh`);
+            # one without gradients (acting, a rollout's values, an export) torch's own
+            h = self.batch_activation(z) if z.requires_grad else self.activation(z)
         return h[ACTOR], h[CRITIC]
 
     def one(self, x: torch.Tensor, stack: int) -> torch.Tensor:
