@@ -608,6 +608,11 @@ def main() -> int:
     )
     parser.add_argument("--task", type=Path, required=True, help="a benchmarks/tasks/*.yaml file")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument(
+        "--seed-list",
+        type=lambda text: [int(part) for part in text.split(",")],
+        help="these seeds instead of 0..N-1, e.g. 1,2,3,4 (to add seeds to an earlier run)",
+    )
     parser.add_argument("--configs", type=parse_configs, default=list(CONFIGS))
     parser.add_argument("--out", type=Path, default=Path("runs/anneal-vs-peers"))
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
@@ -635,11 +640,12 @@ def main() -> int:
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     target = float(task["target"])
+    seeds: list[int] = args.seed_list or list(range(args.seeds))
     print(
         f"{task['env']}: target {target:g}, configurations {','.join(args.configs)}, "
-        f"seeds 0..{args.seeds - 1}, {args.jobs} at once; runs in {out / 'runs'}"
+        f"seeds {','.join(map(str, seeds))}, {args.jobs} at once; runs in {out / 'runs'}"
     )
-    jobs = [(name, seed) for seed in range(args.seeds) for name in args.configs]
+    jobs = [(name, seed) for seed in seeds for name in args.configs]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [
             pool.submit(run_one, name, seed, task, args.task.resolve(), out) for name, seed in jobs
