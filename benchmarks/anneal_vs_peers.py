@@ -72,6 +72,10 @@ Run (the full LunarLander task is hours of CPU: 5 configurations x 5 seeds):
     .venv/bin/python benchmarks/anneal_vs_peers.py \\
         --task benchmarks/tasks/cartpole-smoke.yaml --seeds 1 --out /tmp/anneal-smoke
 
+Runs made apart (another core, another session) are reported as one, with nothing run:
+
+    .venv/bin/python benchmarks/anneal_vs_peers.py --merge A/curves.json B/curves.json --out C
+
 --out DIR (default runs/anneal-vs-peers) gets runs/CONFIG-seedS/ (each run's folder,
 replaced when run again), curves.json and, when matplotlib is importable,
 return_vs_steps.png (median curve and min-max band per configuration, the target line).
@@ -255,6 +259,9 @@ def parse_townlet(name: str, seed: int, run_dir: Path, per_update: int) -> Run:
     bc_stage, ppo_stage = _stage(run_dir, "bc"), _stage(run_dir, "ppo")
     bc_return, capture = _bc_outcome(bc_stage) if bc_stage else (None, 0)
     run = Run(name, seed, [], str(status), bc_return, capture)
+    result = _read_json(run_dir / "result.json")
+    if result.get("anneal_status") not in (None, "PASS"):  # say why the run kept what it kept
+        run.notes.append(f"{result['anneal_status']}: {', '.join(result.get('reasons', []))}")
     if bc_return is not None:
         run.curve.append((capture, bc_return))
     if ppo_stage is None:
@@ -493,17 +500,11 @@ def check_targets(by_name: Mapping[str, Summary], runs: Mapping[str, list[Run]])
         f"  steps to target: anneal {anneal.to_target_label()} vs ppo {ppo.to_target_label()}; "
         f"target anneal <= half of ppo's ({bound}): {'met' if speed_met else 'NOT met'}"
     )
-    kept = []
-    for run in runs["anneal"]:
-        if run.bc_return is None or run.lowest_finetune is None:
-            kept.append(False)
-            continue
-        floor = run.bc_return - _return_band(run.bc_return)
-        kept.append(run.lowest_finetune >= floor)
-        print(
-            f"    seed {run.seed}: lowest {run.lowest_finetune:.1f} vs BC {run.bc_return:.1f} "
-            f"(floor {floor:.1f}): {'kept' if kept[-1] else 'dropped below'}"
-        )
+    if "naive" in runs:  # not a target: where the naive warm start dipped, for comparison
+        print("  the naive warm start's lowest return in fine-tuning:")
+        kept_in_band(runs["naive"])
+    print("  anneal's lowest return in fine-tuning:")
+    kept = kept_in_band(runs["anneal"])
     guard_met = bool(kept) and all(kept)
     bc_alone = by_name.get("bc")
     alone = f"; BC alone median {_median(bc_alone.finals):.1f}" if bc_alone else ""
@@ -514,6 +515,23 @@ def check_targets(by_name: Mapping[str, Summary], runs: Mapping[str, list[Run]])
         f"{'met' if guard_met else 'NOT met'}"
     )
     return speed_met and guard_met
+
+
+def kept_in_band(runs: Sequence[Run]) -> list[bool]:
+    """Per seed (printed): did the PPO stage's lowest evaluation stay within the default
+    return guardrail's band below the run's BC return?"""
+    kept = []
+    for run in runs:
+        if run.bc_return is None or run.lowest_finetune is None:
+            kept.append(False)
+            continue
+        floor = run.bc_return - _return_band(run.bc_return)
+        kept.append(run.lowest_finetune >= floor)
+        print(
+            f"    seed {run.seed}: lowest {run.lowest_finetune:.1f} vs BC {run.bc_return:.1f} "
+            f"(floor {floor:.1f}): {'kept' if kept[-1] else 'dropped below'}"
+        )
+    return kept
 
 
 def _return_band(baseline: float) -> float:
@@ -585,6 +603,39 @@ def plot(runs: Mapping[str, list[Run]], target: float, env_id: str, path: Path) 
 # ----------------------------------------------------------------------------- driver
 
 
+def load_curves(paths: Sequence[Path]) -> tuple[dict[str, Any], list[Run]]:
+    """The task and the runs of earlier curves.json files (--merge): runs made on separate
+    cores or sessions, reported as one. Their tasks must agree, and no configuration and
+    seed may come twice."""
+    task: dict[str, Any] | None = None
+    runs: dict[tuple[str, int], Run] = {}
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+            found = data["task"], data["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise TaskError(f"{path}: not a curves.json this script wrote ({error})") from error
+        if task is not None and found[0] != task:
+            raise TaskError(f"{path}: its task differs from {paths[0]}'s; merge runs of one task")
+        task = found[0]
+        for item in found[1]:
+            key = (str(item["config"]), int(item["seed"]))
+            if key in runs:
+                raise TaskError(f"{path}: {key[0]} seed {key[1]} is in an earlier file too")
+            runs[key] = Run(
+                config=key[0],
+                seed=key[1],
+                curve=[(int(steps), float(value)) for steps, value in item["curve"]],
+                status=str(item["status"]),
+                bc_return=item["bc_return"],
+                capture_steps=int(item["capture_steps"]),
+                lowest_finetune=item["lowest_finetune"],
+                notes=list(item["notes"]),
+            )
+    assert task is not None  # argparse gives --merge at least one path
+    return task, [runs[key] for key in sorted(runs, key=lambda k: (k[1], CONFIGS.index(k[0])))]
+
+
 def run_one(name: str, seed: int, task: Mapping[str, Any], task_path: Path, out: Path) -> Run:
     if name == "sb3":
         return spawn_sb3(task_path, seed, out)
@@ -602,54 +653,22 @@ def parse_configs(text: str) -> list[str]:
     return names
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--task", type=Path, required=True, help="a benchmarks/tasks/*.yaml file")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
-    parser.add_argument(
-        "--seed-list",
-        type=lambda text: [int(part) for part in text.split(",")],
-        help="these seeds instead of 0..N-1, e.g. 1,2,3,4 (to add seeds to an earlier run)",
-    )
-    parser.add_argument("--configs", type=parse_configs, default=list(CONFIGS))
-    parser.add_argument("--out", type=Path, default=Path("runs/anneal-vs-peers"))
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
-    parser.add_argument("--worker", choices=("sb3",), help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    try:
-        task = load_task(args.task)
-    except TaskError as error:
-        parser.error(str(error))
-    if args.worker:
-        print(json.dumps(run_sb3(task, args.seed)))
-        return 0
-    if "sb3" in args.configs:
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError:
-            print(
-                "sb3 needs stable-baselines3 (a benchmark-only peer); install it with\n"
-                "    .venv/bin/pip install -c constraints/ci.txt stable-baselines3\n"
-                "or leave sb3 out of --configs",
-                file=sys.stderr,
-            )
-            return 2
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    target = float(task["target"])
-    seeds: list[int] = args.seed_list or list(range(args.seeds))
+def run_all(
+    task: Mapping[str, Any],
+    task_path: Path,
+    names: list[str],
+    seeds: list[int],
+    jobs: int,
+    out: Path,
+) -> list[Run]:
+    """Every configuration on every seed, `jobs` at once, each printed as it finishes."""
     print(
-        f"{task['env']}: target {target:g}, configurations {','.join(args.configs)}, "
-        f"seeds {','.join(map(str, seeds))}, {args.jobs} at once; runs in {out / 'runs'}"
+        f"{task['env']}: target {float(task['target']):g}, configurations {','.join(names)}, "
+        f"seeds {','.join(map(str, seeds))}, {jobs} at once; runs in {out / 'runs'}"
     )
-    jobs = [(name, seed) for seed in seeds for name in args.configs]
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [
-            pool.submit(run_one, name, seed, task, args.task.resolve(), out) for name, seed in jobs
-        ]
+    pairs = [(name, seed) for seed in seeds for name in names]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run_one, name, seed, task, task_path, out) for name, seed in pairs]
         results = []
         for future in futures:
             run = future.result()
@@ -659,8 +678,15 @@ def main() -> int:
             print(
                 f"  {run.config:<7} seed {run.seed}: {run.status}, final {final}{notes}", flush=True
             )
-    runs = {name: [run for run in results if run.config == name] for name in args.configs}
-    summaries = [summarise(name, runs[name], target) for name in args.configs]
+    return results
+
+
+def report(task: Mapping[str, Any], results: list[Run], out: Path) -> bool:
+    """The table, the targets, curves.json and the plot; both targets met?"""
+    target = float(task["target"])
+    names = [name for name in CONFIGS if any(run.config == name for run in results)]
+    runs = {name: [run for run in results if run.config == name] for name in names}
+    summaries = [summarise(name, runs[name], target) for name in names]
     print()
     print_table(summaries)
     print()
@@ -687,7 +713,66 @@ def main() -> int:
         print(f"wrote {out / 'return_vs_steps.png'}")
     else:
         print("matplotlib is not importable: no return_vs_steps.png")
-    return 0 if met else 1
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", type=Path, help="a benchmarks/tasks/*.yaml file")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument(
+        "--seed-list",
+        type=lambda text: [int(part) for part in text.split(",")],
+        help="these seeds instead of 0..N-1, e.g. 1,2,3,4 (to add seeds to an earlier run)",
+    )
+    parser.add_argument("--configs", type=parse_configs, default=list(CONFIGS))
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="CURVES_JSON",
+        help="run nothing: report the runs of these earlier curves.json files as one "
+        "(same task; e.g. SB3's seeds run on another core)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/anneal-vs-peers"))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
+    parser.add_argument("--worker", choices=("sb3",), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    out: Path = args.out.resolve()
+    if args.merge:
+        try:
+            task, results = load_curves(args.merge)
+        except TaskError as error:
+            parser.error(str(error))
+        out.mkdir(parents=True, exist_ok=True)
+        return 0 if report(task, results, out) else 1
+    if args.task is None:
+        parser.error("--task is required (or --merge earlier curves.json files)")
+    try:
+        task = load_task(args.task)
+    except TaskError as error:
+        parser.error(str(error))
+    if args.worker:
+        print(json.dumps(run_sb3(task, args.seed)))
+        return 0
+    if "sb3" in args.configs:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            print(
+                "sb3 needs stable-baselines3 (a benchmark-only peer); install it with\n"
+                "    .venv/bin/pip install -c constraints/ci.txt stable-baselines3\n"
+                "or leave sb3 out of --configs",
+                file=sys.stderr,
+            )
+            return 2
+    out.mkdir(parents=True, exist_ok=True)
+    seeds: list[int] = args.seed_list or list(range(args.seeds))
+    results = run_all(task, args.task.resolve(), args.configs, seeds, args.jobs, out)
+    return 0 if report(task, results, out) else 1
 
 
 if __name__ == "__main__":
