@@ -7,8 +7,9 @@ For one task (a YAML file in benchmarks/tasks/) and N seeds (default 5), five co
 - `sb3`: Stable-Baselines3 PPO from scratch, the same hyperparameters (mapping below);
 - `naive`: anneal, BC then PPO with `critic_warmup_rollouts: 0` and `bc_weight: 0` (the
   naive warm start: a fresh critic and nothing keeping the policy near the clone);
-- `anneal`: anneal, BC then PPO with the task's `anneal_ppo` overrides (critic warm-up
-  auto, a bc_weight schedule).
+- `anneal`: anneal, BC then PPO with the task's `anneal_ppo` overrides on top of PPO's
+  defaults for a warm start (critic warm-up auto; in lunarlander.yaml nothing else: the
+  built-in task; other tasks add a bc_weight schedule).
 
 Every PPO run gets the task's `ppo` section (the same total_timesteps, envs, steps, epochs,
 mini-batches, learning rate, gamma, lambda, entropy bonus, eval_every in updates and
@@ -605,20 +606,27 @@ def plot(runs: Mapping[str, list[Run]], target: float, env_id: str, path: Path) 
 
 def load_curves(paths: Sequence[Path]) -> tuple[dict[str, Any], list[Run]]:
     """The task and the runs of earlier curves.json files (--merge): runs made on separate
-    cores or sessions, reported as one. Their tasks must agree, and no configuration and
-    seed may come twice."""
-    task: dict[str, Any] | None = None
+    cores or sessions, reported as one. Their tasks must agree (`anneal_ppo` only among the
+    files with anneal runs: no other configuration reads it), and no configuration and seed
+    may come twice."""
+    shared: dict[str, Any] | None = None
+    anneal_ppo: tuple[Path, Any] | None = None
     runs: dict[tuple[str, int], Run] = {}
     for path in paths:
         try:
             data = json.loads(path.read_text())
-            found = data["task"], data["runs"]
+            task, items = dict(data["task"]), list(data["runs"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise TaskError(f"{path}: not a curves.json this script wrote ({error})") from error
-        if task is not None and found[0] != task:
+        extra = task.pop("anneal_ppo", {})
+        if shared is not None and task != shared:
             raise TaskError(f"{path}: its task differs from {paths[0]}'s; merge runs of one task")
-        task = found[0]
-        for item in found[1]:
+        shared = task
+        if any(item["config"] == "anneal" for item in items):
+            if anneal_ppo is not None and extra != anneal_ppo[1]:
+                raise TaskError(f"{path}: its anneal_ppo differs from {anneal_ppo[0]}'s")
+            anneal_ppo = (path, extra)
+        for item in items:
             key = (str(item["config"]), int(item["seed"]))
             if key in runs:
                 raise TaskError(f"{path}: {key[0]} seed {key[1]} is in an earlier file too")
@@ -632,8 +640,9 @@ def load_curves(paths: Sequence[Path]) -> tuple[dict[str, Any], list[Run]]:
                 lowest_finetune=item["lowest_finetune"],
                 notes=list(item["notes"]),
             )
-    assert task is not None  # argparse gives --merge at least one path
-    return task, [runs[key] for key in sorted(runs, key=lambda k: (k[1], CONFIGS.index(k[0])))]
+    assert shared is not None  # argparse gives --merge at least one path
+    merged = {**shared, "anneal_ppo": anneal_ppo[1] if anneal_ppo else {}}
+    return merged, [runs[key] for key in sorted(runs, key=lambda k: (k[1], CONFIGS.index(k[0])))]
 
 
 def run_one(name: str, seed: int, task: Mapping[str, Any], task_path: Path, out: Path) -> Run:

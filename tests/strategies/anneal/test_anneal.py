@@ -17,7 +17,8 @@ from .conftest import BC, QUICK_PPO, SMALL_BC, add_plugins, ppo
 @pytest.mark.slow
 def test_the_default_task_passes_and_fine_tuning_beats_the_clone(anneal, tmp_path):
     """`townlet train --strategy anneal` as the README runs it: a clone of ten heuristic
-    LunarLander episodes, well short of the task's 200, that PPO takes past 200 (about 90 s)."""
+    LunarLander episodes, well short of the task's 200, that PPO takes past 200 (about 90 s)
+    after fitting its critic with the clone acting."""
     result = anneal(default_task=True)
     assert result.anneal_status == "PASS" and result.reasons == []
     assert [(s.strategy, s.outcome) for s in result.stages] == [
@@ -32,6 +33,9 @@ def test_the_default_task_passes_and_fine_tuning_beats_the_clone(anneal, tmp_pat
     assert result.stages[1].warm_start == str(run / "stages" / "00-cycle0-bc" / "checkpoint")
     lowest = result.stages[1].metrics["eval_mean_return_lowest"]
     assert lowest > clone  # no dip below the clone at any of its 12 evaluations
+    lines = read_metrics(run / "stages" / "01-cycle1-ppo" / "metrics.jsonl")
+    phases = [line["phase"] for line in lines]
+    assert phases == ["critic_warmup"] * 4 + ["ppo"] * (len(lines) - 4)  # the critic first
 
 
 @pytest.mark.slow
