@@ -124,7 +124,7 @@ def test_a_forward_pass_without_gradients_agrees_with_one_with_them():
 def test_actor_and_critic_stacks_start_as_separate_orthogonal_layers():
     bodies = _network().bodies
     assert bodies is not None
-    hidden = bodies.weights[1]  # (2, 64, 64): each stack's square matrix, gain sqrt(2)
+    hidden = bodies.weight1  # (2, 64, 64): each stack's square matrix, gain sqrt(2)
     for stack in (ACTOR, CRITIC):
         block = bodies.block(hidden, stack, "weight")
         torch.testing.assert_close(block @ block.T, 2.0 * torch.eye(64), rtol=0, atol=1e-5)

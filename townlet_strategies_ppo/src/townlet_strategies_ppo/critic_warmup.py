@@ -79,7 +79,7 @@ def critic_only(network: PolicyNetwork) -> CriticOnly:
     parameters = list(network.value_head.parameters())
     stacked: list[nn.Parameter] = []
     if network.bodies is not None:
-        stacked = [*network.bodies.weights, *network.bodies.biases]
+        stacked = list(network.bodies.parameters())
     return CriticOnly(parameters + stacked, stacked)
 
 
