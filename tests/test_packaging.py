@@ -107,7 +107,8 @@ def test_wheels_carry_typing_marker_and_entry_points(wheelhouse):
 
 def test_core_alone_then_a_third_party_wheel(wheelhouse, venv, tmp_path):
     env = _clean_env(venv)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "--find-links", wheelhouse]
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "--no-compile"]
+    pip += ["--find-links", wheelhouse]
     townlet = venv / "bin" / "townlet"
 
     installed = _run([*pip, "townlet-core"], env)
@@ -201,6 +202,7 @@ def _install(venv: Path, wheelhouse: Path, env: dict[str, str], *requirements: s
             "-m",
             "pip",
             "install",
+            "--no-compile",  # torch's thousands of modules: imports compile what they use
             "--find-links",
             wheelhouse,
             "-c",
