@@ -97,7 +97,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +250,8 @@ def _bc_outcome(stage: Path) -> tuple[float | None, int]:
 
 def parse_townlet(name: str, seed: int, run_dir: Path, per_update: int) -> Run:
     """What configuration `name`'s finished run folder says."""
-    status = _read_json(run_dir / "result.json").get("status", "?")
+    result = _read_json(run_dir / "result.json")
+    status = result.get("status", "?")
     if name == "bc":
         bc_return, capture = _bc_outcome(run_dir)
         curve = [(capture, bc_return)] if bc_return is not None else []
@@ -260,7 +261,6 @@ def parse_townlet(name: str, seed: int, run_dir: Path, per_update: int) -> Run:
     bc_stage, ppo_stage = _stage(run_dir, "bc"), _stage(run_dir, "ppo")
     bc_return, capture = _bc_outcome(bc_stage) if bc_stage else (None, 0)
     run = Run(name, seed, [], str(status), bc_return, capture)
-    result = _read_json(run_dir / "result.json")
     if result.get("anneal_status") not in (None, "PASS"):  # say why the run kept what it kept
         run.notes.append(f"{result['anneal_status']}: {', '.join(result.get('reasons', []))}")
     if bc_return is not None:
@@ -630,16 +630,11 @@ def load_curves(paths: Sequence[Path]) -> tuple[dict[str, Any], list[Run]]:
             key = (str(item["config"]), int(item["seed"]))
             if key in runs:
                 raise TaskError(f"{path}: {key[0]} seed {key[1]} is in an earlier file too")
-            runs[key] = Run(
-                config=key[0],
-                seed=key[1],
-                curve=[(int(steps), float(value)) for steps, value in item["curve"]],
-                status=str(item["status"]),
-                bc_return=item["bc_return"],
-                capture_steps=int(item["capture_steps"]),
-                lowest_finetune=item["lowest_finetune"],
-                notes=list(item["notes"]),
-            )
+            try:  # as report() wrote it: asdict(Run)
+                curve = [(int(steps), float(value)) for steps, value in item["curve"]]
+                runs[key] = Run(**{**item, "curve": curve})
+            except (KeyError, TypeError, ValueError) as error:
+                raise TaskError(f"{path}: {key[0]} seed {key[1]} is not a run ({error})") from error
     assert shared is not None  # argparse gives --merge at least one path
     merged = {**shared, "anneal_ppo": anneal_ppo[1] if anneal_ppo else {}}
     return merged, [runs[key] for key in sorted(runs, key=lambda k: (k[1], CONFIGS.index(k[0])))]
@@ -702,19 +697,7 @@ def report(task: Mapping[str, Any], results: list[Run], out: Path) -> bool:
     met = check_targets({summary.config: summary for summary in summaries}, runs)
     curves = {
         "task": task,
-        "runs": [
-            {
-                "config": run.config,
-                "seed": run.seed,
-                "status": run.status,
-                "curve": run.curve,
-                "bc_return": run.bc_return,
-                "capture_steps": run.capture_steps,
-                "lowest_finetune": run.lowest_finetune,
-                "notes": run.notes,
-            }
-            for run in results
-        ],
+        "runs": [asdict(run) for run in results],
     }
     (out / "curves.json").write_text(json.dumps(curves, indent=2))
     print(f"\nwrote {out / 'curves.json'}")
