@@ -14,7 +14,6 @@ from typing import Any
 import gymnasium
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 
 import townlet_core
@@ -59,8 +58,9 @@ def make_checkpoint(
         seed=0,
         action_space=space,
     )
-    with torch.no_grad():
-        network.policy_head.weight.mul_(100.0)  # a fresh head (gain 0.01) barely varies
+    state = network.state_dict()  # the layers by their checkpoint names
+    state["policy_head.weight"].mul_(100.0)  # a fresh head (gain 0.01) barely varies
+    network.load_state_dict(state)
     save_checkpoint(path, network, strategy="test", strategy_version="0", seed=0)
     return path
 

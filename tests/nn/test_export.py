@@ -121,8 +121,9 @@ def make_checkpoint(
     one gets statistics far from the identity (mean 3, standard deviation 2 to 5), so
     dropping them changes the actions."""
     network = build_network(spec, observation, space.count, seed=seed, action_space=space)
-    with torch.no_grad():  # a fresh head (gain 0.01) barely depends on its input
-        network.policy_head.weight.mul_(100.0)
+    state = network.state_dict()  # the layers by their checkpoint names
+    state["policy_head.weight"].mul_(100.0)  # a fresh head (gain 0.01) barely varies
+    network.load_state_dict(state)
     if network.observation_normalizer is not None:
         width = observation.features_dim
         network.observation_normalizer.mean.fill_(3.0)

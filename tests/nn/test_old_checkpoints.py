@@ -1,8 +1,11 @@
-"""Checkpoints written before other action spaces existed load and act exactly as they did.
+"""Checkpoints written before other action spaces existed load and act as they did.
 
 The fixtures in tests/fixtures/checkpoints/ were written by townlet-core at commit 788f600
 (format version 1: no `action_space`, `action_mapping` or the network's newer fields), with
-the outputs that code computed for a few inputs (`expected_outputs.json`).
+the outputs that code computed for a few inputs (`expected_outputs.json`). The network now
+evaluates the actor's and critic's heads as one stacked matmul, whose sums run in another
+order than two separate layers': the outputs agree to float32 rounding (measured: 9e-10 on
+logits of about 0.01), and the greedy actions exactly.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def test_an_old_checkpoint_gives_the_outputs_it_gave(name: str) -> None:
     map_ = None if case["map"] is None else torch.tensor(case["map"])
     with torch.no_grad():
         logits, values = network(features, map_)
-    assert torch.equal(logits, torch.tensor(case["logits"]))
-    assert torch.equal(values, torch.tensor(case["values"]))
+    expected_logits = torch.tensor(case["logits"])
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(values, torch.tensor(case["values"]), rtol=1e-6, atol=1e-8)
+    assert torch.equal(logits.argmax(-1), expected_logits.argmax(-1))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

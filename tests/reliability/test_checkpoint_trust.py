@@ -185,7 +185,9 @@ def test_a_description_that_is_not_an_object_names_the_file(tmp_path):
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value):
     def poison(network: PolicyNetwork) -> None:
-        network.policy_head.weight[1, 3] = value
+        state = network.state_dict()  # the layers by their checkpoint names
+        state["policy_head.weight"][1, 3] = value
+        network.load_state_dict(state)
 
     folder = make_checkpoint(tmp_path / "ckpt", edit=poison)
     with pytest.raises(DataError) as info:
@@ -199,7 +201,9 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value):
 
 def test_capture_with_non_finite_weights_writes_no_data(tmp_path, townlet_in_tmp):
     def poison(network: PolicyNetwork) -> None:
-        network.value_head.bias.fill_(float("nan"))
+        state = network.state_dict()
+        state["value_head.bias"].fill_(float("nan"))
+        network.load_state_dict(state)
 
     folder = make_checkpoint(tmp_path / "ckpt", edit=poison)
     code, _, err = townlet_in_tmp(

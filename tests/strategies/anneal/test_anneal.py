@@ -112,7 +112,10 @@ def test_an_impossible_threshold_fails_the_first_stage_with_nothing_kept(anneal,
 
 @pytest.mark.slow
 def test_a_destabilising_learning_rate_fires_the_return_guardrail(anneal, tmp_path):
-    result = anneal({"schedule": [BC, ppo(1, learning_rate=0.03, lr_schedule="constant")]})
+    """A constant learning rate of 0.05 takes the clone's 500 to 9.3. At 0.03 the outcome
+    was chaotic: 171 before the actor's and critic's heads were stacked, 480 (no HOLD)
+    after, a change of float rounding only."""
+    result = anneal({"schedule": [BC, ppo(1, learning_rate=0.05, lr_schedule="constant")]})
     assert result.anneal_status == "HOLD"
     assert result.reasons == ["return_flag_cycle_1"]
     held = result.stages[1]

@@ -11,7 +11,7 @@ from torch.nn import functional
 from townlet_core.checkpoints import NetworkSpec, ObservationSpec
 from townlet_core.nn import build_network, load_checkpoint, save_checkpoint
 from townlet_core.nn.distributions import Categorical
-from townlet_core.nn.network import ACTOR, CRITIC, PolicyNetwork, sigmoid_tanh
+from townlet_core.nn.network import ACTOR, CRITIC, Block, PolicyNetwork, sigmoid_tanh
 from townlet_strategies_ppo.config import PPOConfig
 from townlet_strategies_ppo.losses import NonFiniteError
 from townlet_strategies_ppo.update import Batch, make_optimizer, ppo_update
@@ -79,16 +79,18 @@ def test_stacked_forward_equals_separate_actor_and_critic_values_log_probs_and_g
     bodies = network.bodies
     assert bodies is not None
     stacked = dict(bodies.named_parameters())
-    for name, (own, stack, kind) in bodies.separate_names("").items():
-        grad = stacked[own].grad
+    names = bodies.separate_names("")
+    assert set(names) == SEPARATE_NAMES  # the heads are stacked too
+    for name, block in names.items():
+        grad = stacked[block.own].grad
         assert grad is not None
         torch.testing.assert_close(
-            bodies.block(grad, stack, kind), layers[name].grad, rtol=1e-5, atol=1e-7, msg=name
+            block.of(grad), layers[name].grad, rtol=1e-5, atol=1e-7, msg=name
         )
-    for head in ("policy_head", "value_head"):
-        for kind in ("weight", "bias"):
-            grad = getattr(getattr(network, head), kind).grad
-            torch.testing.assert_close(grad, layers[f"{head}.{kind}"].grad, rtol=1e-5, atol=1e-7)
+    # the value head's unused columns get no gradient at all, so Adam never moves them
+    head_weight, head_bias = bodies.heads()
+    assert head_weight.grad is not None and head_bias.grad is not None
+    assert not head_weight.grad[CRITIC, :, 1:].any() and not head_bias.grad[CRITIC, :, 1:].any()
 
 
 def test_the_sigmoid_form_of_tanh_equals_torch_tanh_in_value_and_gradient():
@@ -126,7 +128,7 @@ def test_actor_and_critic_stacks_start_as_separate_orthogonal_layers():
     assert bodies is not None
     hidden = bodies.weight1  # (2, 64, 64): each stack's square matrix, gain sqrt(2)
     for stack in (ACTOR, CRITIC):
-        block = bodies.block(hidden, stack, "weight")
+        block = Block("weight1", stack, "weight").of(hidden)
         torch.testing.assert_close(block @ block.T, 2.0 * torch.eye(64), rtol=0, atol=1e-5)
     assert not torch.equal(hidden[ACTOR], hidden[CRITIC])
 
@@ -156,6 +158,68 @@ def test_a_shared_trunk_network_keeps_one_stack():
     network = _network(spec=NetworkSpec(shared_trunk=True))
     names = set(network.state_dict())
     assert "actor_body.0.weight" in names and not any(n.startswith("critic") for n in names)
+
+
+def test_a_fresh_network_draws_its_weights_as_separate_layers_would():
+    """Stacking changed no seed's initial weights: the draws are those of separate layers
+    made in the order the network always made them (hidden layers, policy, value head)."""
+    network = _network(seed=7)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        expected: dict[str, torch.Tensor] = {}
+        for index, (inputs, outputs) in enumerate(((4, 64), (64, 64))):
+            for body in ("actor_body", "critic_body"):
+                weight = torch.nn.init.orthogonal_(torch.empty(outputs, inputs), 2**0.5)
+                expected[f"{body}.{2 * index}.weight"] = weight
+                expected[f"{body}.{2 * index}.bias"] = torch.zeros(outputs)
+        for head, outputs, gain in (("policy_head", 3, 0.01), ("value_head", 1, 1.0)):
+            layer = torch.nn.Linear(64, outputs)
+            torch.nn.init.orthogonal_(layer.weight, gain)
+            expected[f"{head}.weight"] = layer.weight.detach()
+            expected[f"{head}.bias"] = torch.zeros(outputs)
+    state = network.state_dict()
+    assert set(state) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(state[name], tensor), name
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [NetworkSpec(), NetworkSpec(shared_trunk=True), NetworkSpec(normalize_observations=True)],
+    ids=["stacked", "shared-trunk", "normalised"],
+)
+def test_acting_gives_the_logits_bit_for_bit_and_sees_weights_change_in_place(spec):
+    network = _network(spec=spec)
+    if network.observation_normalizer is not None:
+        network.observation_normalizer.update(torch.randn(50, 4) * 3 + 1)
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(4))
+    actor = network.acting()
+    with torch.inference_mode():
+        before = actor(x)
+        assert torch.equal(before, network.logits(x))
+    optimizer = make_optimizer(network, 1e-2)
+    network.logits(x).pow(2).sum().backward()  # type: ignore[no-untyped-call]
+    optimizer.step()  # in place: the views taken before see the new weights
+    with torch.inference_mode():
+        moved = actor(x)
+        assert torch.equal(moved, network.logits(x))
+    assert not torch.equal(moved, before)
+
+
+def test_the_value_heads_unused_columns_stay_zero_through_training_and_checkpoints(tmp_path):
+    network = _network()
+    optimizer = make_optimizer(network, 1e-2)
+    config = PPOConfig(update_epochs=3, minibatch_size=16, num_envs=4, num_steps=8)
+    ppo_update(network, optimizer, _batch(network, 32), config, 0.2, np.random.default_rng(0))
+    bodies = network.bodies
+    assert bodies is not None
+    weight, bias = bodies.heads()
+    assert weight[ACTOR].abs().sum() > 0 and weight[CRITIC, :, 0].abs().sum() > 0
+    assert not weight[CRITIC, :, 1:].any() and not bias[CRITIC, :, 1:].any()
+    save_checkpoint(tmp_path / "ckpt", network, strategy="ppo", strategy_version="0", seed=0)
+    loaded, _info = load_checkpoint(tmp_path / "ckpt")
+    assert loaded.bodies is not None
+    assert torch.equal(loaded.bodies.heads()[0], weight.detach())
 
 
 def _batch(network: PolicyNetwork, size: int, returns: torch.Tensor | None = None) -> Batch:

@@ -7,9 +7,9 @@ a warm-started run spends its first `ppo.critic_warmup_rollouts` updates collect
 rollouts with the warm-start policy and fitting only the value function on them.
 
 "Only the value function" means the parameters the policy's outputs do not depend on: the
-value head, and the critic stack of the actor/critic `TwinMLP` (`bodies`), whose tensors
-hold both stacks. A shared trunk or a map encoder feeds the policy too, so it is left
-alone (the value head alone fits then). The warm-up steps its own Adam over those tensors,
+critic stack of the actor/critic `TwinMLP` (`bodies`, the value head included), whose
+tensors hold both stacks. A shared trunk or a map encoder feeds the policy too, so it is
+left alone (the value head alone fits then). The warm-up steps its own Adam over those tensors,
 with the actor half of each stacked gradient zeroed: Adam's moments for that half stay
 exactly zero, so its step is exactly zero and the actor's weights stay bit for bit as they
 were. The PPO optimiser is untouched, so PPO starts as it would have without the warm-up.
@@ -76,11 +76,11 @@ class CriticOnly:
 
 def critic_only(network: PolicyNetwork) -> CriticOnly:
     """The parameters of `network`'s value function that the policy does not read."""
-    parameters = list(network.value_head.parameters())
-    stacked: list[nn.Parameter] = []
     if network.bodies is not None:
         stacked = list(network.bodies.parameters())
-    return CriticOnly(parameters + stacked, stacked)
+        return CriticOnly(stacked, stacked)
+    assert network.value_head is not None  # a shared trunk keeps separate heads
+    return CriticOnly(list(network.value_head.parameters()), [])
 
 
 def make_warmup_optimizer(critic: CriticOnly, learning_rate: float) -> torch.optim.Optimizer:

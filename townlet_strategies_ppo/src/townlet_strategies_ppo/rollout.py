@@ -36,6 +36,7 @@ from townlet_core.data.action_space import ActionSpace
 from townlet_core.envs.active import active_rows
 from townlet_core.envs.spaces import MASKABLE_KINDS, ActionMapping, action_mask, env_actions
 from townlet_core.nn import PolicyNetwork
+from townlet_core.nn.network import Acting
 from townlet_core.nn.normalize import RewardScaler
 
 _SKIP_INFO = ("final_obs", "final_info", "episode")
@@ -181,12 +182,12 @@ class RolloutCollector:
         return torch.from_numpy(array).to(self.device)
 
     @torch.inference_mode()
-    def _act(self, t: int) -> np.ndarray:
-        """Sample actions for the observations stored at step `t` (the actor only), from
-        the collector's own generator (saved with each checkpoint, so a resume draws the
-        same actions), never a masked one."""
+    def _act(self, t: int, actor: Acting) -> np.ndarray:
+        """Sample actions for the observations stored at step `t` (the actor only, the
+        rollout's `actor`), from the collector's own generator (saved with each checkpoint,
+        so a resume draws the same actions), never a masked one."""
         map_ = None if self.map is None else self._tensor(self.map[t])
-        params = self.network.logits(self._tensor(self.features[t]), map_)
+        params = actor(self._tensor(self.features[t]), map_)
         mask = None if self.masks is None else self._tensor(self.masks[t])
         drawn = self.distribution.sample(params, self.generator, mask)
         actions: np.ndarray = drawn.cpu().numpy()
@@ -219,9 +220,10 @@ class RolloutCollector:
         lengths and sum the info counters."""
         state = self.state
         scaler = self.reward_scaler
+        actor = self.network.acting()  # the weights hold still until the update
         for t in range(self.num_steps):
             self._observe(t, state.observation)
-            actions = self._act(t)
+            actions = self._act(t, actor)
             valid = ~state.previous_done
             observation, reward, terminated, truncated, info = self.env.step(
                 env_actions(self.space, actions, self.mapping)

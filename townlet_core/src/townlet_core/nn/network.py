@@ -8,23 +8,28 @@ distribution (`distributions.py`: logits, or a Gaussian's means), the critic in 
 With `normalize_observations` the features are normalised first, by running statistics
 the network holds as buffers (`normalize.py`).
 
-Separate actor and critic stacks are evaluated together (`TwinMLP`): each layer of both is
-one batched matmul over the pair, and one activation call. That halves the linear,
-activation and autograd calls of a forward and backward pass, which for a network this
+Separate actor and critic stacks are evaluated together (`TwinMLP`): each layer of both,
+their heads included, is one batched matmul over the pair, and one activation call. That
+halves the linear, activation and autograd calls of a forward and backward pass, and the
+parameter tensors the optimiser and the gradient clipping visit, which for a network this
 small are a large part of their cost. BC trains the actor only, so the critic half of each
 stacked tensor gets a zero gradient there (with weight decay, Adam decays it too).
 
 Checkpoints still name each stack's layers separately (`actor_body.0.weight`,
-`critic_body.2.bias`, ...), as before stacking: `state_dict` splits the stacked tensors
-into those names and `load_state_dict` stacks them back, so BC and PPO checkpoints written
-before and after load into each other.
+`critic_body.2.bias`, `policy_head.weight`, `value_head.bias`, ...), as before stacking:
+`state_dict` splits the stacked tensors into those names and `load_state_dict` stacks them
+back, so BC and PPO checkpoints written before and after load into each other.
+
+Acting in a rollout goes through `PolicyNetwork.acting()`: the actor's layers as views
+taken once per rollout instead of once per step.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -112,7 +117,8 @@ def _mlp(inputs: int, hidden: tuple[int, ...], activation: str) -> tuple[MLP, in
 
 
 class TwinMLP(nn.Module):
-    """Two MLPs of the same shape over the same input (actor and critic), stored stacked.
+    """The actor and the critic, two MLPs of the same shape over the same input, each ending
+    in its head (the policy head's `param_dim` outputs, the value), stored stacked.
 
     Layer k is a (2, inputs, outputs) weight and a (2, 1, outputs) bias, index 0 the
     actor's: one `baddbmm` evaluates both stacks, the input broadcast to both. Stored as
@@ -121,67 +127,144 @@ class TwinMLP(nn.Module):
     layer of twice the width followed by a reshape was no faster than separate layers).
     Each stack's matrix is initialised as its own orthogonal matrix, as a separate layer's.
 
+    The last layer is the heads. The critic's value is column 0 of as many outputs as the
+    actor's head has; its other columns are zero and stay zero: nothing reads them, so
+    their gradient is exactly 0, which Adam (with or without weight decay) leaves at 0.
+    Stacking the heads too saves a matmul, a backward node and two of the eight parameter
+    tensors a step visits (in zero_grad, clip_grad_norm_ and Adam).
+
     The parameters are attributes `weight0`, `weight1`, ... then `bias0`, ... (that order:
-    an optimiser's state lists them by position), read by name in `layers()`, not kept in
-    an `nn.ParameterList`: iterating two of those costs about 17 us (a string index per
+    an optimiser's state lists them by position), read by name, not kept in an
+    `nn.ParameterList`: iterating two of those costs about 17 us (a string index per
     item), as much as both layers' arithmetic on the few rows a vector step acts on.
     """
 
-    def __init__(self, inputs: int, hidden: tuple[int, ...], activation: str) -> None:
+    def __init__(
+        self, inputs: int, hidden: tuple[int, ...], activation: str, param_dim: int
+    ) -> None:
         super().__init__()
         self.sizes = hidden
         self.activation = _FUNCTIONS[activation]
         self.batch_activation = _BATCH_FUNCTIONS[activation]
-        self.layer_names = tuple((f"weight{k}", f"bias{k}") for k in range(len(hidden)))
+        depth = len(hidden)
+        self.hidden_names = tuple((f"weight{k}", f"bias{k}") for k in range(depth))
+        self.head_names = (f"weight{depth}", f"bias{depth}")
         widths = (inputs, *hidden)
+        weights, biases = [], []
         for k, size in enumerate(hidden):
             weight = torch.empty(2, widths[k], size)
             with torch.no_grad():
                 for stack in (ACTOR, CRITIC):
                     block = nn.init.orthogonal_(torch.empty(size, widths[k]), _HIDDEN_GAIN)
                     weight[stack] = block.T
+            weights.append(weight)
+            biases.append(torch.zeros(2, 1, size))
+        # the heads as separate layers would be made (the same random draws, in order)
+        policy, value = _linear(widths[-1], param_dim, 0.01), _linear(widths[-1], 1, 1.0)
+        head = torch.zeros(2, widths[-1], param_dim)
+        with torch.no_grad():
+            head[ACTOR] = policy.weight.T
+            head[CRITIC, :, :1] = value.weight.T
+        weights.append(head)
+        biases.append(torch.zeros(2, 1, param_dim))  # both heads' biases start at zero
+        for k, weight in enumerate(weights):
             self.register_parameter(f"weight{k}", nn.Parameter(weight))
-        for k, size in enumerate(hidden):
-            self.register_parameter(f"bias{k}", nn.Parameter(torch.zeros(2, 1, size)))
-        self.output_dim = widths[-1]
+        for k, bias in enumerate(biases):
+            self.register_parameter(f"bias{k}", nn.Parameter(bias))
 
-    def layers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Each layer's stacked (weight, bias), input side first."""
-        for weight, bias in self.layer_names:
+    def hidden_layers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each hidden layer's stacked (weight, bias), input side first."""
+        for weight, bias in self.hidden_names:
             yield getattr(self, weight), getattr(self, bias)
 
+    def heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stacked heads' (weight, bias)."""
+        weight, bias = self.head_names
+        return getattr(self, weight), getattr(self, bias)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(actor features, critic features) of `x`, a (rows, inputs) batch."""
+        """(the policy head's outputs, the values) of `x`, a (rows, inputs) batch."""
         h = x.expand(2, *x.shape)
-        for weight, bias in self.layers():
+        for weight, bias in self.hidden_layers():
             z = torch.baddbmm(bias, h, weight)
             # a pass that will be differentiated takes the faster form (`_SigmoidTanh`);
             # one without gradients (acting, a rollout's values, an export) torch's own
             h = self.batch_activation(z) if z.requires_grad else self.activation(z)
-        return h[ACTOR], h[CRITIC]
+        weight, bias = self.heads()
+        outputs = torch.baddbmm(bias, h, weight)
+        return outputs[ACTOR], outputs[CRITIC, :, 0]
 
     def one(self, x: torch.Tensor, stack: int) -> torch.Tensor:
-        """The features of one stack only (acting needs no values, BC no critic)."""
-        for weight, bias in self.layers():
+        """One stack's head outputs only (acting and BC need no values, the value
+        function no policy): the policy head's outputs, or the values."""
+        for weight, bias in self.hidden_layers():
             x = self.activation(torch.addmm(bias[stack, 0], x, weight[stack]))
-        return x
+        weight, bias = self.heads()
+        outputs = torch.addmm(bias[stack, 0], x, weight[stack])
+        return outputs if stack == ACTOR else outputs[:, 0]
 
-    def separate_names(self, prefix: str) -> dict[str, tuple[str, int, str]]:
-        """Checkpoint name -> (own parameter name, stack, weight/bias) of each block, in the
-        names the separate `actor_body`/`critic_body` MLPs have always had (`MLP` indices
-        count the activations too: layer k is entry 2k)."""
-        names = {}
+    def views(self, stack: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) views of each layer of one stack, heads last, as `torch.addmm`
+        takes them; call without gradients."""
+        layers = [*self.hidden_layers(), self.heads()]
+        return [(weight[stack], bias[stack, 0]) for weight, bias in layers]
+
+    def separate_names(self, prefix: str) -> dict[str, Block]:
+        """Checkpoint name -> its `Block` of the stacked tensors, in the names the separate
+        `actor_body`/`critic_body` MLPs and heads have always had (`MLP` indices count
+        the activations too: layer k is entry 2k)."""
+        names: dict[str, Block] = {}
         for stack, body in ((ACTOR, "actor_body"), (CRITIC, "critic_body")):
             for k in range(len(self.sizes)):
                 for kind in ("weight", "bias"):
-                    names[f"{prefix}{body}.{2 * k}.{kind}"] = (f"{kind}{k}", stack, kind)
+                    names[f"{prefix}{body}.{2 * k}.{kind}"] = Block(f"{kind}{k}", stack, kind)
+        depth = len(self.sizes)
+        for kind in ("weight", "bias"):
+            names[f"{prefix}policy_head.{kind}"] = Block(f"{kind}{depth}", ACTOR, kind)
+            names[f"{prefix}value_head.{kind}"] = Block(f"{kind}{depth}", CRITIC, kind, 1)
         return names
 
-    @staticmethod
-    def block(stacked: torch.Tensor, stack: int, kind: str) -> torch.Tensor:
-        """One stack's weight (outputs, inputs) or bias (outputs), as `nn.Linear` holds them:
-        a view of the stacked tensor."""
-        return stacked[stack].T if kind == "weight" else stacked[stack, 0]
+
+class Block(NamedTuple):
+    """Where one separate layer's weight or bias lives in a `TwinMLP`: parameter `own`,
+    stack `stack`, its first `outputs` outputs (None: all; the value head: 1)."""
+
+    own: str
+    stack: int
+    kind: str  # "weight" or "bias"
+    outputs: int | None = None
+
+    def of(self, stacked: torch.Tensor) -> torch.Tensor:
+        """The block's weight (outputs, inputs) or bias (outputs), as `nn.Linear` holds
+        them: a view of `stacked`, a tensor shaped as parameter `own` (or its gradient)."""
+        if self.kind == "weight":
+            return stacked[self.stack, :, : self.outputs].T
+        return stacked[self.stack, 0, : self.outputs]
+
+
+@dataclass(frozen=True)
+class Acting:
+    """`PolicyNetwork.logits` for acting, over views of the actor's weights taken once.
+
+    A rollout acts on a few rows at a time, thousands of times between two updates; taking
+    the actor's views of the stacked weights on each call (and `addmm` on fresh views)
+    cost about 40 us of a 4-environment vector step, measured in a PPO run at CleanRL's
+    CartPole settings: more than the step's arithmetic. The views read the weights live:
+    an in-place change (an optimiser step, `load_state_dict`) shows through; after
+    `.to(...)`, which replaces the tensors, take a new one. Same results, bit for bit, as
+    `logits`."""
+
+    encode: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    hidden: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (inputs, outputs) weight, bias
+    head: tuple[torch.Tensor, torch.Tensor]
+    activation: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.encode(features, map_)
+        for weight, bias in self.hidden:
+            x = self.activation(torch.addmm(bias, x, weight))
+        weight, bias = self.head
+        return torch.addmm(bias, x, weight)
 
 
 def _head(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -302,16 +385,18 @@ class PolicyNetwork(nn.Module):
         )
         self.encoder = Encoder(observation, spec)
         width = self.encoder.output_dim
+        param_dim = self.distribution.param_dim
         self.actor_body: MLP | None = None
+        self.policy_head: nn.Linear | None = None
+        self.value_head: nn.Linear | None = None
         self.bodies: TwinMLP | None = None
         if spec.shared_trunk:
             # the critic reads the actor's hidden stack; the weights file holds it once
             self.actor_body, body_width = _mlp(width, spec.hidden_sizes, spec.activation)
+            self.policy_head = _linear(body_width, param_dim, 0.01)
+            self.value_head = _linear(body_width, 1, 1.0)
         else:
-            self.bodies = TwinMLP(width, spec.hidden_sizes, spec.activation)
-            body_width = self.bodies.output_dim
-        self.policy_head = _linear(body_width, self.distribution.param_dim, 0.01)
-        self.value_head = _linear(body_width, 1, 1.0)
+            self.bodies = TwinMLP(width, spec.hidden_sizes, spec.activation, param_dim)
         self.register_state_dict_post_hook(_split_bodies)  # type: ignore[no-untyped-call]
         self.register_load_state_dict_pre_hook(_stack_bodies)  # type: ignore[no-untyped-call]
 
@@ -320,31 +405,53 @@ class PolicyNetwork(nn.Module):
             features = self.observation_normalizer(features)
         return self.encoder(features, map_) if self.encoder.has_map else features
 
+    def _shared(self) -> tuple[MLP, nn.Linear, nn.Linear]:
+        """The shared trunk and its two heads (a network with `shared_trunk` only)."""
+        assert self.actor_body is not None
+        assert self.policy_head is not None and self.value_head is not None
+        return self.actor_body, self.policy_head, self.value_head
+
     def forward(
         self, features: torch.Tensor, map_: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         encoded = self._encode(features, map_)
         if self.bodies is not None:
-            actor, critic = self.bodies(encoded)
-        else:
-            assert self.actor_body is not None
-            actor = critic = self.actor_body.forward(encoded)  # `.forward`: see MLP
-        return _head(self.policy_head, actor), _head(self.value_head, critic).squeeze(-1)
-
-    def _one(self, encoded: torch.Tensor, stack: int) -> torch.Tensor:
-        if self.bodies is not None:
-            return self.bodies.one(encoded, stack)
-        assert self.actor_body is not None
-        return self.actor_body.forward(encoded)
+            params, values = self.bodies(encoded)
+            return params, values
+        trunk, policy_head, value_head = self._shared()
+        hidden = trunk.forward(encoded)  # `.forward`: see MLP
+        return _head(policy_head, hidden), _head(value_head, hidden).squeeze(-1)
 
     def logits(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
         """The policy head's outputs only (logits, or a Gaussian's means): skips the critic,
         since acting and behaviour cloning need no values."""
-        return _head(self.policy_head, self._one(self._encode(features, map_), ACTOR))
+        encoded = self._encode(features, map_)
+        if self.bodies is not None:
+            return self.bodies.one(encoded, ACTOR)
+        trunk, policy_head, _ = self._shared()
+        return _head(policy_head, trunk.forward(encoded))
 
     def value(self, features: torch.Tensor, map_: torch.Tensor | None = None) -> torch.Tensor:
         encoded = self._encode(features, map_)
-        return _head(self.value_head, self._one(encoded, CRITIC)).squeeze(-1)
+        if self.bodies is not None:
+            return self.bodies.one(encoded, CRITIC)
+        trunk, _, value_head = self._shared()
+        return _head(value_head, trunk.forward(encoded)).squeeze(-1)
+
+    def acting(self) -> Acting:
+        """`logits` for a loop that acts many times while the weights hold still (a
+        rollout), over views of the actor's layers taken now (see `Acting`)."""
+        with torch.no_grad():
+            if self.bodies is not None:
+                *hidden, head = self.bodies.views(ACTOR)
+                activation = self.bodies.activation
+            else:
+                trunk, policy_head, _ = self._shared()
+                linears = [layer for layer in trunk if isinstance(layer, nn.Linear)]
+                hidden = [(layer.weight.T, layer.bias) for layer in linears]
+                head = (policy_head.weight.T, policy_head.bias)
+                activation = _FUNCTIONS[self.spec.activation]
+        return Acting(self._encode, tuple(hidden), head, activation)
 
 
 def _split_bodies(module: nn.Module, state: dict[str, Any], prefix: str, _metadata: Any) -> None:
@@ -354,10 +461,8 @@ def _split_bodies(module: nn.Module, state: dict[str, Any], prefix: str, _metada
     if not isinstance(bodies, TwinMLP):
         return
     stacked = {name: state.pop(f"{prefix}bodies.{name}") for name, _ in bodies.named_parameters()}
-    for name, (own, stack, kind) in bodies.separate_names(prefix).items():
-        state[name] = bodies.block(stacked[own], stack, kind).clone(
-            memory_format=torch.contiguous_format
-        )
+    for name, block in bodies.separate_names(prefix).items():
+        state[name] = block.of(stacked[block.own]).clone(memory_format=torch.contiguous_format)
 
 
 def _stack_bodies(
@@ -376,10 +481,9 @@ def _stack_bodies(
     if not isinstance(bodies, TwinMLP):
         return
     names = bodies.separate_names(prefix)
-    stacked = {name: torch.empty_like(p.detach()) for name, p in bodies.named_parameters()}
-    blocks = {
-        name: bodies.block(stacked[own], stack, kind) for name, (own, stack, kind) in names.items()
-    }
+    # zeros: the value head's unused columns (see `TwinMLP`) are not in the state
+    stacked = {name: torch.zeros_like(p.detach()) for name, p in bodies.named_parameters()}
+    blocks = {name: block.of(stacked[block.own]) for name, block in names.items()}
     if not all(name in state and state[name].shape == blocks[name].shape for name in names):
         return  # load_state_dict reports what is missing or of the wrong shape
     for name, block in blocks.items():
