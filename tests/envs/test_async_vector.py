@@ -184,6 +184,30 @@ def test_a_worker_that_dies_mid_run_ends_it_with_the_env_named_and_checkpoints_k
     assert _children_gone()
 
 
+def test_closing_while_dead_workers_owe_a_step_raises_nothing_and_leaves_no_process(
+    dying_env_id,
+):
+    # every worker has died and every pipe is readable (at end of file): Gymnasium's own
+    # forced close reads them again and raises EOFError (seen on a 16-core GPU machine)
+    env, _how = make_vector_env(dying_env_id, 2, vector="async")
+    env.reset(seed=0)
+    for _ in range(4 * DIES_AFTER):  # episode resets take steps too: step until they die
+        env.step_async(np.zeros(2, dtype=np.int64))
+        while all(p.is_alive() for p in env.processes) and not all(
+            pipe.poll(0.01) for pipe in env.parent_pipes
+        ):
+            pass
+        if not all(p.is_alive() for p in env.processes):
+            break
+        env.step_wait()
+    deadline = time.monotonic() + 5
+    while any(p.is_alive() for p in env.processes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(p.is_alive() for p in env.processes)
+    env.close()
+    assert env.closed and _children_gone()
+
+
 def test_envs_in_workers_are_not_snapshotted_and_say_why():
     from townlet_core.envs import snapshot
 

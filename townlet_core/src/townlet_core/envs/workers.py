@@ -77,12 +77,30 @@ class WorkerVectorEnv(AsyncVectorEnv):
             raise self._worker_error(exc) from exc
 
     def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
-        """Close the workers; if any has died, terminate the rest instead of asking them."""
-        dead = any(not process.is_alive() for process in self.processes)
-        try:
-            super().close_extras(timeout=timeout, terminate=terminate or dead)
-        except _PIPE_ERRORS:
-            super().close_extras(timeout=0, terminate=True)
+        """Close the workers; if any has died, terminate the rest instead of asking them.
+
+        Gymnasium's own forced close still waits for a pending step first, and that wait
+        reads the dead worker's pipe again whenever every pipe is readable (the live workers
+        done, the dead one at end of file): it raises `EOFError` from `close` itself. Seen
+        on a 16-core machine, where the live workers finish before the close; so once a
+        worker is dead, or a pipe breaks, the workers are terminated here without it."""
+        if not any(not process.is_alive() for process in self.processes):
+            try:
+                super().close_extras(timeout=timeout, terminate=terminate)
+                return
+            except _PIPE_ERRORS:
+                pass
+        self._terminate_workers()
+
+    def _terminate_workers(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for pipe in self.parent_pipes:
+            if pipe is not None:
+                pipe.close()
+        for process in self.processes:
+            process.join()
 
     def _worker_error(self, exc: BaseException) -> EnvWorkerError:
         # a pipe can break a moment before its process is reaped: wait for it (briefly)
