@@ -86,7 +86,7 @@ def test_a_stage_that_cannot_run_on_ranks_is_refused_before_anything_trains(tmp_
     config.write_text(yaml.safe_dump({"strategy": "anneal", "anneal": {"schedule": schedule}}))
     done = _townlet(
         "train", "-c", str(config), "--nproc", "2", "--seed", "0", "--run-dir", "run", "-q",
-        cwd=tmp_path,
+        "--device", "cpu", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 2
     assert "strategy 'cem' runs in one process and does not support --nproc" in done.stderr

@@ -259,6 +259,38 @@ def test_nproc_for_a_strategy_without_it_is_refused_before_anything_starts(tmp_p
 # ---------------------------------------------------------------------- the pieces
 
 
+def test_more_ranks_than_gpus_is_refused_with_what_to_change(monkeypatch, tmp_path):
+    """NCCL refuses two ranks on one GPU only at the first collective (seen on an H200 with
+    NCCL 2.28: 'Duplicate GPU detected', which a rank reports as lost contact), so a run
+    whose ranks cannot each have a GPU is refused while it is planned, nothing started."""
+    from townlet_core.nn import device
+    from townlet_core.runtime.launch import check_ranks_fit_devices
+    from townlet_core.runtime.orchestrator import Orchestrator
+
+    monkeypatch.setattr(device, "cuda_device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"2 ranks on this machine but 1 CUDA device\(s\)"):
+        check_ranks_fit_devices("auto", 2, World())
+    with pytest.raises(ConfigError, match="use --nproc 1 or fewer, or --device cpu"):
+        check_ranks_fit_devices("cuda", 2, World())
+    with pytest.raises(ConfigError, match="puts all 2 ranks of this machine on one GPU"):
+        check_ranks_fit_devices("cuda:0", 2, World())
+    # a rank under torchrun counts the ranks of its own machine, not of the whole run
+    with pytest.raises(ConfigError, match="3 ranks on this machine"):
+        check_ranks_fit_devices("auto", 4, World(0, 4, 0), {"LOCAL_WORLD_SIZE": "3"})
+    check_ranks_fit_devices("auto", 4, World(0, 4, 0), {"LOCAL_WORLD_SIZE": "1"})
+    for fits in (("cpu", 2), ("auto", 1), ("cuda:0", 1)):
+        check_ranks_fit_devices(*fits, World())
+    monkeypatch.setattr(device, "cuda_device_count", lambda: 2)
+    check_ranks_fit_devices("cuda", 2, World())
+    monkeypatch.setattr(device, "cuda_device_count", lambda: 0)
+    check_ranks_fit_devices("auto", 2, World())  # no GPU: the ranks use the CPU (gloo)
+
+    monkeypatch.setattr(device, "cuda_device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="NCCL needs a GPU per rank"):
+        Orchestrator(quiet=True).plan("ppo", nproc=2, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_world_comes_from_torchruns_variables():
     assert World.from_environ({}) == World(0, 1, 0)
     world = World.from_environ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})

@@ -25,6 +25,11 @@ def _cuda_free_memory() -> list[tuple[int, int, int]]:
     return devices
 
 
+def cuda_device_count() -> int:
+    """How many CUDA devices this process sees (0 without CUDA or with a CPU-only build)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def check_device_available(name: str) -> None:
     """Raise ConfigError unless device `name` (auto, cpu, cuda, cuda:N, mps) exists here.
 

@@ -52,6 +52,37 @@ def check_distributed(spec: StrategySpec, nproc: int, world: World) -> None:
         )
 
 
+def check_ranks_fit_devices(
+    device: str, nproc: int, world: World, environ: Mapping[str, str] | None = None
+) -> None:
+    """Several ranks on one machine on CUDA need a GPU each: NCCL refuses two ranks on one
+    GPU, and only at the first collective ("Duplicate GPU detected"), which a rank can only
+    report as lost contact. Refused here, before any process starts, with what to change.
+    The ranks on this machine are `--nproc`, or torchrun's `LOCAL_WORLD_SIZE` in a rank."""
+    env = os.environ if environ is None else environ
+    local = nproc
+    if world.distributed and env.get("LOCAL_WORLD_SIZE", "").isdigit():
+        local = int(env["LOCAL_WORLD_SIZE"])
+    if local <= 1 or device in ("cpu", "mps"):
+        return
+    from townlet_core.nn.device import cuda_device_count
+
+    gpus = cuda_device_count()
+    if gpus == 0:
+        return  # auto: the ranks train on the CPU and talk over gloo
+    if device.startswith("cuda:"):
+        raise ConfigError(
+            f"--device {device} puts all {local} ranks of this machine on one GPU, which NCCL "
+            f"refuses; use --device cuda (each rank its own GPU; {gpus} here) or --device cpu"
+        )
+    if local > gpus:
+        raise ConfigError(
+            f"{local} ranks on this machine but {gpus} CUDA device(s): NCCL needs a GPU per "
+            f"rank; use --nproc {gpus} or fewer, or --device cpu to train the ranks on the CPU "
+            "(gloo)"
+        )
+
+
 def shared_run_config(
     run_config: RunConfig, world: World, environ: Mapping[str, str] | None = None
 ) -> RunConfig:

@@ -13,7 +13,11 @@ from pydantic import BaseModel
 from townlet_core.contract.world import World
 from townlet_core.runtime.config import RunConfig, build_run_config, strategy_from_config
 from townlet_core.runtime.execution import check_device
-from townlet_core.runtime.launch import check_distributed, shared_run_config
+from townlet_core.runtime.launch import (
+    check_distributed,
+    check_ranks_fit_devices,
+    shared_run_config,
+)
 from townlet_core.runtime.registry import LoadedStrategy, StrategyRegistry
 from townlet_core.runtime.tracking import tracker_specs
 
@@ -43,6 +47,7 @@ def plan_run(
     run_config = shared_run_config(run_config, world)
     check_device(loaded[name].spec, run_config.run.device)
     check_distributed(loaded[name].spec, run_config.run.nproc, world)
+    check_ranks_fit_devices(run_config.run.device, run_config.run.nproc, world)
     tracker_specs(registry, run_config.run, world)  # an unknown or missing tracker, now
     return run_config, loaded
 
