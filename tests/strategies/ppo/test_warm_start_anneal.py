@@ -200,8 +200,10 @@ def test_the_bc_term_keeps_ppo_close_to_the_clone(train_ppo, weak_clone, tmp_pat
     KL(clone || policy) on 1,000 states the clone visits, after each of the first two PPO
     updates, seed 0: 0.029 and 0.158 with bc_weight 0, 0.005 and 0.011 with bc_weight 1
     (bound 0.02). At this rate the free run is chaotic: before the heads were stacked,
-    which changed only the float rounding, it measured 0.068 and 0.058, so each update is
-    compared with its free twin rather than with a fixed floor."""
+    which changed only the float rounding, it measured 0.068 and 0.058, and on another
+    machine's CPU (16 threads, torch 2.11) one update's free KL was under twice the kept
+    one's. So the free run is compared at its worst and in sum, not update by update, and
+    the kept run against the fixed bound."""
     section = {
         **FINE_TUNE,
         "total_timesteps": 512 * 4,
@@ -222,7 +224,7 @@ def test_the_bc_term_keeps_ppo_close_to_the_clone(train_ppo, weak_clone, tmp_pat
 
     free, close = kls("free"), kls("kept")
     assert max(close) < 0.02
-    assert all(f > 2 * c for f, c in zip(free, close, strict=True))
+    assert max(free) > 2 * max(close)
     assert sum(free) > 3 * sum(close)
     lines = metric_lines(tmp_path / "kept")
     assert [line["bc_weight"] for line in lines] == [0.0, 0.0, 1.0, 1.0]
