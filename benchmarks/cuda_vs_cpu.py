@@ -35,14 +35,9 @@ from typing import Any
 
 import torch
 
-NO_EVALUATION = [
-    "--set",
-    "ppo.eval_every=null",
-    "--set",
-    "ppo.stop_return=null",
-    "--set",
-    "ppo.eval_episodes=1",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddp_cpu import NO_EVALUATION, train_command  # the CPU ranks benchmark's
+
 CASES = {
     "CartPole, defaults": ["--set", "ppo.total_timesteps=65536"],
     "CartPole x64, 256x256 net": [
@@ -62,22 +57,7 @@ CASES = {
 
 def _train(folder: Path, *args: str) -> tuple[int, float, dict[str, Any] | None, str]:
     """Exit code, wall seconds, result (None when there is none) and stderr of one run."""
-    run_dir = folder / f"run-{time.monotonic_ns()}"
-    command = [
-        sys.executable,
-        "-m",
-        "townlet_core.cli",
-        "train",
-        "--strategy",
-        "ppo",
-        "--run-dir",
-        str(run_dir),
-        "--set",
-        f"runs_root={folder / 'root'}",
-        "--json",
-        "-q",
-        *args,
-    ]
+    command = train_command(folder / f"run-{time.monotonic_ns()}", folder, *args)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started

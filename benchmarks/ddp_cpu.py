@@ -80,30 +80,32 @@ NO_EVALUATION = [
 ]
 
 
-def _run(nproc: int, seed: int, extra: list[str], folder: Path) -> tuple[float, dict[str, Any]]:
-    """Wall seconds of one `townlet train` and its result."""
-    run_dir = folder / f"n{nproc}-s{seed}-{time.monotonic_ns()}"
-    command = [
+def train_command(run_dir: Path, folder: Path, *args: str) -> list[str]:
+    """`townlet train --strategy ppo ARGS` into `run_dir`, as a user runs it, with its
+    carried state under `folder` and its result as JSON on stdout."""
+    return [
         sys.executable,
         "-m",
         "townlet_core.cli",
         "train",
         "--strategy",
         "ppo",
-        "--nproc",
-        str(nproc),
-        "--seed",
-        str(seed),
-        "--device",
-        "cpu",
         "--run-dir",
         str(run_dir),
         "--set",
         f"runs_root={folder / 'root'}",
         "--json",
         "-q",
-        *extra,
+        *args,
     ]
+
+
+def _run(nproc: int, seed: int, extra: list[str], folder: Path) -> tuple[float, dict[str, Any]]:
+    """Wall seconds of one `townlet train` and its result."""
+    run_dir = folder / f"n{nproc}-s{seed}-{time.monotonic_ns()}"
+    command = train_command(
+        run_dir, folder, "--nproc", str(nproc), "--seed", str(seed), "--device", "cpu", *extra
+    )
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
