@@ -103,7 +103,7 @@ def test_a_warm_start_keeps_the_statistics_and_the_reward_scaling(train_ppo, tmp
     def first_collect(self, update):
         if "statistics" not in seen:
             seen["statistics"] = {
-                k: v.clone()
+                k: v.cpu().clone()  # on the CPU, as the checkpoint's (a GPU run's are not)
                 for k, v in self.network.state_dict().items()
                 if k.startswith("observation_normalizer.")
             }

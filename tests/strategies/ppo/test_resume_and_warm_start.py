@@ -155,7 +155,8 @@ def test_warm_start_from_bc_the_first_policy_is_the_bc_policy(
     original = trainer_module.ppo_update
 
     def capture_first(network, *args, **kwargs):
-        seen.setdefault("state", {k: v.clone() for k, v in network.state_dict().items()})
+        # on the CPU, as the checkpoint's weights (a run on a GPU holds them there)
+        seen.setdefault("state", {k: v.cpu().clone() for k, v in network.state_dict().items()})
         return original(network, *args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "ppo_update", capture_first)
