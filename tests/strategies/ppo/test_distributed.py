@@ -278,6 +278,10 @@ def test_more_ranks_than_gpus_is_refused_with_what_to_change(monkeypatch, tmp_pa
     with pytest.raises(ConfigError, match="3 ranks on this machine"):
         check_ranks_fit_devices("auto", 4, World(0, 4, 0), {"LOCAL_WORLD_SIZE": "3"})
     check_ranks_fit_devices("auto", 4, World(0, 4, 0), {"LOCAL_WORLD_SIZE": "1"})
+    # a launcher that does not say how many ranks share the machine: this rank's place
+    check_ranks_fit_devices("auto", 8, World(4, 8, 0), {})
+    with pytest.raises(ConfigError, match="2 ranks on this machine"):
+        check_ranks_fit_devices("auto", 8, World(5, 8, 1), {})
     for fits in (("cpu", 2), ("auto", 1), ("cuda:0", 1)):
         check_ranks_fit_devices(*fits, World())
     monkeypatch.setattr(device, "cuda_device_count", lambda: 2)

@@ -84,7 +84,7 @@ class WorkerVectorEnv(AsyncVectorEnv):
         done, the dead one at end of file): it raises `EOFError` from `close` itself. Seen
         on a 16-core machine, where the live workers finish before the close; so once a
         worker is dead, or a pipe breaks, the workers are terminated here without it."""
-        if not any(not process.is_alive() for process in self.processes):
+        if all(process.is_alive() for process in self.processes):
             try:
                 super().close_extras(timeout=timeout, terminate=terminate)
                 return

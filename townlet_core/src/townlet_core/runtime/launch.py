@@ -58,11 +58,14 @@ def check_ranks_fit_devices(
     """Several ranks on one machine on CUDA need a GPU each: NCCL refuses two ranks on one
     GPU, and only at the first collective ("Duplicate GPU detected"), which a rank can only
     report as lost contact. Refused here, before any process starts, with what to change.
-    The ranks on this machine are `--nproc`, or torchrun's `LOCAL_WORLD_SIZE` in a rank."""
+    The ranks on this machine are `--nproc`; in a rank, torchrun's `LOCAL_WORLD_SIZE`, or
+    without it (another launcher) at least `LOCAL_RANK + 1`: never the whole world's size,
+    which spans every machine of a multi-node run."""
     env = os.environ if environ is None else environ
     local = nproc
-    if world.distributed and env.get("LOCAL_WORLD_SIZE", "").isdigit():
-        local = int(env["LOCAL_WORLD_SIZE"])
+    if world.distributed:
+        given = env.get("LOCAL_WORLD_SIZE", "")
+        local = int(given) if given.isdigit() else world.local_rank + 1
     if local <= 1 or device in ("cpu", "mps"):
         return
     from townlet_core.nn.device import cuda_device_count
